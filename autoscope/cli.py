@@ -1,0 +1,102 @@
+"""`autoscope`: argv -> one Hydra composition -> one stage.
+
+The stage table is lazy: `autoscope --help` imports nothing heavy (no torch, mlflow, bentoml, dvc).
+Actions take a recipe and Hydra overrides; views take a recipe and plain flags.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+# (stage, verb) -> (module:function, kind, one-line help). kind: "action" gets `run(cfg) -> dict`,
+# "view" gets `view(cfg, flags: list[str]) -> None`.
+STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("project", "create"): ("autoscope.stages.project:create", "action", "make the workspace and MLflow experiment"),
+    ("slides", "ingest"): ("autoscope.stages.slides:ingest", "action", "register WSIs: metadata, thumbnails, tissue masks"),
+    ("slides", "list"): ("autoscope.stages.slides:list_view", "view", "table of slides [--where EXPR] [--sort COL]"),
+    ("slides", "show"): ("autoscope.stages.slides:show_view", "view", "one slide: properties, thumbnail, datasets"),
+    ("dataset", "build"): ("autoscope.stages.dataset:build", "action", "cut annotated patches into a versioned dataset"),
+    ("dataset", "list"): ("autoscope.stages.dataset:list_view", "view", "datasets of the project"),
+    ("dataset", "show"): ("autoscope.stages.dataset:show_view", "view", "one dataset: stats, splits, report"),
+    ("dataset", "diff"): ("autoscope.stages.dataset:diff_view", "view", "patches and class counts changed between two"),
+    ("train", ""): ("autoscope.stages.train:run", "action", "train a model; -m with hpo=<space> runs an Optuna sweep"),
+    ("runs", "list"): ("autoscope.stages.runs:list_view", "view", "tracked runs [--sort val/acc]"),
+    ("zoo", "list"): ("autoscope.stages.zoo:list_view", "view", "pretrained weights available locally"),
+    ("archive", ""): ("autoscope.stages.archive:run", "action", "review a run and store it with a model card"),
+    ("models", "list"): ("autoscope.stages.archive:models_view", "view", "archived models"),
+    ("package", ""): ("autoscope.stages.package:run", "action", "bundle archived models as a BentoML bento"),
+    ("infer", ""): ("autoscope.stages.infer:run", "action", "run a package over slides: heatmaps, GeoJSON, summaries"),
+    ("ui", ""): ("autoscope.stages.runs:ui_view", "view", "MLflow UI on 127.0.0.1"),
+}
+
+
+def _usage() -> str:
+    from autoscope.config import list_recipes
+
+    lines = ["usage: autoscope <stage> [<verb>] <recipe> [key=value ...] [flags]", "", "stages:"]
+    for (stage, verb), (_, _, text) in STAGES.items():
+        lines.append(f"  {(stage + ' ' + verb).strip():<16} {text}")
+    lines += ["", "recipes: " + (", ".join(list_recipes()) or "none"), ""]
+    lines.append("examples: autoscope slides ingest demo 'slides.sources=[/data/wsi]'")
+    lines.append("          autoscope train demo -m hpo=small")
+    return "\n".join(lines)
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"autoscope: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `autoscope` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    stage = argv.pop(0)
+    verbs = {v for (s, v) in STAGES if s == stage}
+    if not verbs:
+        return _fail(f"unknown stage '{stage}' (see autoscope --help)")
+    verb = ""
+    if "" not in verbs or (argv and argv[0] in verbs):
+        if not argv or argv[0] not in verbs:
+            return _fail(f"'{stage}' needs one of: {', '.join(sorted(verbs))}")
+        verb = argv.pop(0)
+    if not argv or argv[0].startswith("-") or "=" in argv[0]:
+        return _fail(f"'{(stage + ' ' + verb).strip()}' needs a recipe first (see autoscope --help)")
+    recipe = argv.pop(0)
+    target, kind, _ = STAGES[(stage, verb)]
+    multirun = "-m" in argv or "--multirun" in argv
+    rest = [a for a in argv if a not in ("-m", "--multirun")]
+    overrides = [a for a in rest if "=" in a and not a.startswith("-")]
+    flags = [a for a in rest if a not in overrides]
+    if kind == "action" and flags:
+        return _fail(f"unexpected argument '{flags[0]}' (actions take key=value overrides)")
+    try:
+        from autoscope.config import compose
+        from autoscope.errors import UserError
+
+        name = f"{stage}_{verb}" if verb else stage
+        cfg = compose(recipe, overrides + (["multirun=true"] if multirun else []), stage=name)
+        mod_name, fn_name = target.split(":")
+        import importlib
+
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+        t0 = time.perf_counter()
+        if kind == "action":
+            result = fn(cfg)
+            if result:
+                shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, (dict, list)))
+                print(f"{name} done in {time.perf_counter() - t0:.1f}s: {shown}")
+        else:
+            fn(cfg, flags)
+    except UserError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
