@@ -55,6 +55,7 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
     _register_resolvers()
     path = recipe_path(recipe)
     ov = list(overrides or [])
+    ov.append(f"recipe='{recipe}'")
     if stage is not None:
         ov.append(f"stage={stage}")
     ov.append(f"hydra.searchpath=[file://{CONF_DIR}]")
