@@ -1,0 +1,1 @@
+"""Slides: WSI backends, the tile reader, tissue detection, samplers, thumbnails, registry."""

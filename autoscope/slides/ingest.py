@@ -1,0 +1,151 @@
+"""Slide ingestion: files -> registry rows, idempotent, atomic, going on past bad slides."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autoscope.slides.inspect import SlideProblem, content_hash, read_slide_facts
+from autoscope.slides.overview import write_overview
+from autoscope.slides.registry import load_registry, registry_path, save_registry, slides_dir
+from autoscope.slides.sources import MPP_COLUMNS, discover, metadata_for, read_metadata
+
+CHECKPOINT_EVERY = 25  # slides between atomic registry checkpoints on long runs
+
+
+def _path_id(path: Path, prefix: str) -> str:
+    return prefix + hashlib.sha256(str(path).encode()).hexdigest()[:14]
+
+
+def resolve_mpp(row: dict, meta: dict, recipe_mpp: float | None) -> tuple[float | None, float | None, str]:
+    """Pick MPP: metadata CSV (a person's value) > the file > the recipe's fallback > missing."""
+    mx = meta.get("mpp_x", meta.get("mpp"))
+    my = meta.get("mpp_y", meta.get("mpp", mx))
+    if mx:
+        return float(mx), float(my or mx), "metadata"
+    if row.get("file_mpp_x"):
+        return row["file_mpp_x"], row.get("file_mpp_y") or row["file_mpp_x"], "file"
+    if recipe_mpp:
+        return float(recipe_mpp), float(recipe_mpp), "recipe"
+    return None, None, "missing"
+
+
+class Ingest:
+    """One ingestion run over the sources of a recipe (`slides.*` config)."""
+
+    def __init__(self, cfg: Any, detector: Any) -> None:
+        self.cfg, self.sc, self.detector = cfg, cfg.slides, detector
+        self.out = slides_dir(cfg)
+        self.old = load_registry(cfg)
+        self.meta = read_metadata(self.sc.metadata)
+        self.rows: dict[str, dict] = {}
+        self.actions: Counter[str] = Counter()
+        self.problems: list[tuple[str, str]] = []
+
+    def _old_row(self, slide_id: str) -> dict | None:
+        hit = self.old[self.old["slide_id"] == slide_id]
+        return hit.iloc[0].to_dict() if len(hit) else None
+
+    def _record(self, row: dict, action: str) -> None:
+        self.rows[row["slide_id"]] = row
+        self.actions[action] += 1
+        if row["status"] not in ("ok",):
+            self.problems.append((row.get("name", "?"), f"{row['status']}: {row.get('error')}"))
+        mpp = f"{row['mpp_x']:.3f} um/px ({row['mpp_source']})" if row.get("mpp_x") else ""
+        print(f"  {action:<9} {row['name']:<28} {row['status']:<9} {mpp}"
+              + (f" — {row['error']}" if row.get("error") else ""), flush=True)
+
+    def _fail(self, path: Path, slide_id: str, status: str, reason: str, meta: dict) -> dict:
+        return {"slide_id": slide_id, "name": path.stem, "path": str(path), "status": status,
+                "error": reason, "mpp_source": "missing", **meta}
+
+    def _with_mpp(self, row: dict, meta: dict) -> dict:
+        row.update(meta)
+        for c in MPP_COLUMNS:
+            row.pop(c, None)
+        row["mpp_x"], row["mpp_y"], row["mpp_source"] = resolve_mpp(row, meta, self.sc.mpp)
+        if row["mpp_source"] == "missing":
+            row["status"] = "no_mpp"
+            row["error"] = "no MPP in the file: give it in the metadata CSV (mpp column) or slides.mpp"
+        else:
+            row["status"], row["error"] = "ok", None
+        return row
+
+    def one(self, path: Path) -> None:
+        """Register one file; any problem becomes the row's status and reason."""
+        meta = metadata_for(self.meta, path)
+        try:
+            sid = content_hash(path, int(self.sc.hash_bytes))
+        except SlideProblem as e:
+            self._record(self._fail(path, _path_id(path, "x"), "failed", str(e), meta), "failed")
+            return
+        if sid in self.rows:
+            first = self.rows[sid]["path"]
+            row = self._fail(path, _path_id(path, "d"), "duplicate", f"same content as {first}", meta)
+            self._record(row, "duplicate")
+            return
+        st = path.stat()
+        old = self._old_row(sid)
+        if old is not None and old.get("status") in ("ok", "no_mpp") and Path(str(old["thumbnail"])).is_file():
+            action = "unchanged" if old["path"] == str(path) else "moved"
+            old.update(path=str(path), name=path.stem, file_mtime=st.st_mtime)
+            self._record(self._with_mpp(old, meta), action)
+            return
+        try:
+            row = {"slide_id": sid, "name": path.stem, "path": str(path), "file_mtime": st.st_mtime,
+                   **read_slide_facts(path)}
+            row = self._with_mpp(row, meta)
+            row.update(write_overview(path, sid, self.out, thumbnail_px=int(self.sc.thumbnail_px),
+                                      mask_mpp=float(self.sc.mask_mpp), mpp=row["mpp_x"],
+                                      detector=self.detector))
+        except SlideProblem as e:
+            self._record(self._fail(path, sid, "failed", str(e), meta), "failed")
+            return
+        known = (self.old["path"] == str(path)).any() or old is not None
+        self._record(row, "updated" if known else "new")
+
+    def missing_from_metadata(self) -> None:
+        """Rows of the metadata CSV whose path does not exist are recorded as missing."""
+        for _, m in self.meta[self.meta.get("_by", pd.Series(dtype=str)) == "path"].iterrows():
+            p = Path(m["_key"])
+            if not p.exists():
+                meta = metadata_for(self.meta, p)
+                reason = f"listed in {Path(str(self.sc.metadata)).name} but not found: {p}"
+                self._record(self._fail(p, _path_id(p, "m"), "missing", reason, meta), "missing")
+
+    def registry(self) -> pd.DataFrame:
+        """New registry: this run's rows plus earlier rows this run did not touch."""
+        paths = {r["path"] for r in self.rows.values()}
+        keep = self.old[~self.old["slide_id"].isin(self.rows) & ~self.old["path"].isin(paths)]
+        keep = keep[[Path(str(p)).exists() for p in keep["path"]]] if len(keep) else keep
+        new = pd.DataFrame(list(self.rows.values()))
+        return pd.concat([keep, new], ignore_index=True) if len(keep) else new
+
+    def run(self) -> dict:
+        """Ingest every discovered file, then write the registry atomically."""
+        files = discover(list(self.sc.sources), list(self.sc.extensions))
+        files += [Path(k) for k in self.meta.get("_key", []) if "/" in str(k) and Path(k).is_file()
+                  and Path(k) not in files]
+        print(f"ingesting {len(files)} file(s) into {registry_path(self.cfg)}", flush=True)
+        t0 = time.perf_counter()
+        for i, f in enumerate(files, 1):
+            self.one(f)
+            if i % CHECKPOINT_EVERY == 0:
+                save_registry(self.registry(), registry_path(self.cfg))
+        self.missing_from_metadata()
+        df = self.registry()
+        save_registry(df, registry_path(self.cfg))
+        dt = time.perf_counter() - t0
+        status = Counter(df["status"]) if len(df) else Counter()
+        print(f"summary: {len(df)} slide(s) in registry — " + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+              + f"; this run: " + ", ".join(f"{k} {v}" for k, v in sorted(self.actions.items()))
+              + f"; {dt:.1f}s ({dt / max(len(files), 1):.2f}s/slide)")
+        for name, why in self.problems:
+            print(f"  ! {name}: {why}")
+        return {"slides": len(df), "usable": status.get("ok", 0), "problems": len(self.problems),
+                "seconds": round(dt, 2)}

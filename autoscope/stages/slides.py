@@ -1,0 +1,88 @@
+"""`autoscope slides ingest|list|show`: the slide registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from autoscope.errors import UserError
+
+LIST_COLUMNS = ["slide_id", "name", "vendor", "width_px", "height_px", "level_count", "mpp_x",
+                "mpp_source", "tissue_fraction", "status"]
+
+
+def detector_from(cfg: Any) -> Any:
+    """The tissue detector named by `cfg.tissue`."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.tissue)
+
+
+def ingest(cfg: Any) -> dict:
+    """Register the slides of `slides.sources` (+ `slides.metadata`) into the project registry."""
+    from autoscope.slides.ingest import Ingest
+
+    if not cfg.slides.sources and not cfg.slides.metadata:
+        raise UserError("slides.sources is empty: give folders or globs, e.g. 'slides.sources=[/data/wsi]'")
+    return Ingest(cfg, detector_from(cfg)).run()
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, exit_on_error=False)
+    return p
+
+
+def list_view(cfg: Any, flags: list[str]) -> None:
+    """Print the registry as a table, filtered by --where (pandas query) and sorted by --sort."""
+    import pandas as pd
+
+    from autoscope.slides.registry import COLUMNS, load_registry
+
+    p = _parser("autoscope slides list")
+    p.add_argument("--where", help="pandas query over registry and metadata columns")
+    p.add_argument("--sort", help="column to sort by; prefix '-' for descending")
+    p.add_argument("--columns", help="comma-separated columns to show (default: a summary set)")
+    try:
+        a = p.parse_args(flags)
+    except (argparse.ArgumentError, SystemExit) as e:
+        raise UserError(f"slides list: {e}") from None
+    df = load_registry(cfg)
+    if a.where:
+        try:
+            df = df.query(a.where)
+        except Exception as e:  # noqa: BLE001 - pandas query raises many types
+            raise UserError(f"--where '{a.where}': {str(e).splitlines()[0]} (columns: {', '.join(df.columns)})") from None
+    if a.sort:
+        col = a.sort.lstrip("-")
+        if col not in df.columns:
+            raise UserError(f"--sort: no column '{col}' (columns: {', '.join(df.columns)})")
+        df = df.sort_values(col, ascending=not a.sort.startswith("-"), na_position="last")
+    meta_cols = [c for c in df.columns if c not in COLUMNS]
+    cols = a.columns.split(",") if a.columns else LIST_COLUMNS + meta_cols
+    unknown = [c for c in cols if c not in df.columns]
+    if unknown:
+        raise UserError(f"--columns: no column '{unknown[0]}'")
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
+        print(df[cols].to_string(index=False) if len(df) else "(no slides)")
+    print(f"{len(df)} slide(s)")
+
+
+def show_view(cfg: Any, flags: list[str]) -> None:
+    """Print one slide: path, properties, thumbnail and mask, tissue fraction, datasets using it."""
+    from autoscope.slides.registry import resolve_slide
+
+    if len(flags) != 1:
+        raise UserError("slides show needs one slide (slide_id, name or path)")
+    row = resolve_slide(cfg, flags[0])
+    for k, v in row.items():
+        if isinstance(v, str) and v.startswith("["):
+            v = json.loads(v)
+        print(f"{k:>18}: {v}")
+    try:
+        from autoscope.datasets.store import datasets_using_slide
+
+        used = datasets_using_slide(cfg, row["slide_id"])
+    except ImportError:
+        used = []
+    print(f"{'datasets':>18}: {', '.join(used) if used else 'none'}")

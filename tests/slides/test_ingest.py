@@ -1,0 +1,144 @@
+"""Slide ingestion on real fixtures: facts, bad input, idempotency, moves, MPP flags, atomic writes."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from autoscope.config import compose
+from autoscope.slides import ingest as ingest_mod
+from autoscope.slides.registry import load_registry, registry_path, resolve_slide
+from autoscope.stages.slides import ingest
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def tiled_tiff(path: Path, seed: int = 0, size: int = 1024) -> Path:
+    """A small two-level tiled JPEG TIFF with no MPP in it."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size, 3), 240, np.uint8)
+    img[256:768, 256:768] = rng.integers(80, 180, (512, 512, 3), dtype=np.uint8)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(img, tile=(256, 256), photometric="rgb", compression="jpeg")
+        tw.write(img[::4, ::4].copy(), tile=(256, 256), photometric="rgb", compression="jpeg",
+                 subfiletype=1)
+    return path
+
+
+def make_cfg(ws: Path, *over: str):
+    return compose("demo", [f"paths.workspace={ws}", f"slides.sources=[{ws / 'src'}]",
+                            "slides.metadata=null", *over], stage="slides_ingest")
+
+
+@pytest.fixture()
+def ws(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in ("cmu-1-small-region.svs", "broken.svs", "kidney-48-5-stripped.tif"):
+        shutil.copy(FIX / f, src / f)
+    tiled_tiff(src / "nompp.tif")
+    return tmp_path
+
+
+def by_name(cfg) -> dict:
+    return {r["name"]: r for r in load_registry(cfg).to_dict("records")}
+
+
+def test_ingest_records_facts_and_bad_input(ws, capsys):
+    shutil.copy(FIX / "cmu-1-small-region.svs", ws / "src" / "again.svs")
+    (ws / "src" / "folder.svs").mkdir()
+    (ws / "meta.csv").write_text("path,scanner\nsrc/cmu-1-small-region.svs,GT450\nsrc/gone.svs,AT2\n")
+    cfg = make_cfg(ws, f"slides.metadata={ws / 'meta.csv'}")
+    out = ingest(cfg)
+    rows = by_name(cfg)
+    cmu = rows["cmu-1-small-region"]
+    assert cmu["status"] == "ok" and cmu["vendor"] == "aperio"
+    assert cmu["mpp_x"] == pytest.approx(0.499) and cmu["mpp_source"] == "file"
+    assert (cmu["width_px"], cmu["height_px"]) == (2220, 2967)
+    assert cmu["objective_power"] == 20 and "macro" in cmu["associated_images"]
+    assert cmu["scanner"] == "GT450" and cmu["file_bytes"] == os.path.getsize(FIX / "cmu-1-small-region.svs")
+    assert Path(cmu["thumbnail"]).is_file() and Path(cmu["tissue_mask"]).is_file()
+    assert 0.3 < cmu["tissue_fraction"] <= 1.0
+    assert rows["broken"]["status"] == "failed" and "corrupt" in rows["broken"]["error"]
+    stripped = rows["kidney-48-5-stripped"]
+    assert stripped["status"] == "failed" and "stripped, not tiled" in stripped["error"]
+    assert rows["again"]["status"] == "duplicate" and "same content" in rows["again"]["error"]
+    assert rows["folder"]["status"] == "failed" and "directory" in rows["folder"]["error"]
+    assert rows["gone"]["status"] == "missing" and "not found" in rows["gone"]["error"]
+    assert rows["nompp"]["status"] == "no_mpp" and rows["nompp"]["mpp_source"] == "missing"
+    assert out["usable"] == 1
+    assert "summary:" in capsys.readouterr().out
+
+
+def test_rerun_is_idempotent_and_moves_are_repathed(ws, capsys):
+    cfg = make_cfg(ws)
+    ingest(cfg)
+    before = load_registry(cfg)
+    ingest(cfg)
+    assert "unchanged" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(before, load_registry(cfg))
+    sid = by_name(cfg)["cmu-1-small-region"]["slide_id"]
+    (ws / "src" / "moved").mkdir()
+    shutil.move(ws / "src" / "cmu-1-small-region.svs", ws / "src" / "moved" / "cmu.svs")
+    ingest(cfg)
+    reg = load_registry(cfg)
+    row = reg[reg["slide_id"] == sid]
+    assert len(row) == 1 and row.iloc[0]["path"].endswith("moved/cmu.svs")
+    assert "moved" in capsys.readouterr().out
+
+
+def test_changed_file_is_updated(ws):
+    cfg = make_cfg(ws)
+    ingest(cfg)
+    old = by_name(cfg)["nompp"]["slide_id"]
+    tiled_tiff(ws / "src" / "nompp.tif", seed=1)
+    ingest(cfg)
+    reg = load_registry(cfg)
+    rows = reg[reg["name"] == "nompp"]
+    assert len(rows) == 1 and rows.iloc[0]["slide_id"] != old
+
+
+def test_missing_mpp_becomes_usable_from_csv_or_recipe(ws):
+    ingest(make_cfg(ws))
+    (ws / "meta.csv").write_text("slide,mpp\nnompp,0.25\n")
+    cfg = make_cfg(ws, f"slides.metadata={ws / 'meta.csv'}")
+    ingest(cfg)
+    row = by_name(cfg)["nompp"]
+    assert row["status"] == "ok" and row["mpp_x"] == 0.25 and row["mpp_source"] == "metadata"
+    cfg = make_cfg(ws, "slides.mpp=0.5")
+    ingest(cfg)
+    row = by_name(cfg)["nompp"]
+    assert row["status"] == "ok" and row["mpp_source"] == "recipe"
+    assert by_name(cfg)["cmu-1-small-region"]["mpp_source"] == "file"
+
+
+def test_interrupted_run_leaves_previous_registry(ws, monkeypatch):
+    cfg = make_cfg(ws)
+    ingest(cfg)
+    before = registry_path(cfg).read_bytes()
+    tiled_tiff(ws / "src" / "late.tif", seed=3)
+    tiled_tiff(ws / "src" / "nompp.tif", seed=4)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest_mod, "write_overview", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(cfg)
+    assert registry_path(cfg).read_bytes() == before
+    assert not [p for p in registry_path(cfg).parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resolve_slide_by_name_and_prefix(ws):
+    cfg = make_cfg(ws)
+    ingest(cfg)
+    row = resolve_slide(cfg, "cmu-1-small-region")
+    assert resolve_slide(cfg, row["slide_id"][:6])["slide_id"] == row["slide_id"]
+    from autoscope.errors import UserError
+
+    with pytest.raises(UserError, match="unknown slide"):
+        resolve_slide(cfg, "nope")
