@@ -1,0 +1,1 @@
+"""Patch datasets: annotation readers, patch extraction, shards, splits, stats, reports, store."""
