@@ -1,0 +1,244 @@
+"""The WSI inference engine: tissue grid -> prefetched uint8 batches -> model -> per-slide outputs.
+
+Only torch, numpy and the slide reader are imported by `predict_slide`, so the engine runs on a GPU
+host without the rest of the stack; the writers (pandas, shapely, matplotlib) load in
+`infer_slide`. Memory is bounded: tiles stream through a bounded queue and only the small
+per-tile probabilities are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoscope.infer.source import SlideError, check_resolution, iter_tiles, open_slide, tissue_grid
+
+__all__ = ["Prediction", "SlideError", "infer_slide", "pick_device", "predict_slide", "run_model"]
+
+THUMBNAIL_PX = 1024  # longest side of the picture under the heatmap PNG and overview
+MAX_IN_FLIGHT = 4  # CUDA batches queued ahead of the host before it waits (bounds pinned memory)
+
+
+@dataclass
+class Prediction:
+    """Per-tile predictions of one slide plus what the writers need to draw them."""
+
+    slide_path: str
+    coords: np.ndarray  # int64 [N, 2] level-0 top-left corners
+    probs: np.ndarray  # float32 [N, C] softmax probabilities
+    tile0_px: float  # tile side in level-0 px
+    step0_px: float  # grid step in level-0 px
+    slide_mpp: float  # level-0 MPP
+    level_dimensions: list[tuple[int, int]]
+    thumbnail: np.ndarray  # uint8 [h, w, 3]
+    thumb_downsample: float  # level-0 px per thumbnail px
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+
+
+def pick_device(device: str = "auto") -> Any:
+    """`auto` -> cuda if available, else mps, else cpu; any other value is used as given."""
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="tile", leave=False, dynamic_ncols=True)
+
+
+def run_model(
+    model: Any, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, device: Any, amp: bool = True,
+    profile: bool = False, bar: Any = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Run `model` over uint8 NHWC batches; return coords, float32 probabilities and timings.
+
+    On CUDA the uint8 tiles are pinned, copied with `non_blocking` and normalised on the device
+    (inside the model), under bf16 autocast; at most `MAX_IN_FLIGHT` batches run ahead of the host.
+    With `profile`, CUDA events around each model call give `model_busy_s` (GPU time in the model).
+    """
+    import torch
+
+    cuda = device.type == "cuda"
+    coords_all: list[np.ndarray] = []
+    probs_all: list[Any] = []
+    in_flight: deque = deque()
+    events: list[tuple[Any, Any]] = []
+    model_s = 0.0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for patches, coords in batches:
+            x = torch.from_numpy(np.ascontiguousarray(patches))
+            if cuda:
+                x = x.pin_memory().to(device, non_blocking=True)
+            elif device.type != "cpu":
+                x = x.to(device)
+            t_m = time.perf_counter()
+            start = end = None
+            if profile and cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and amp):
+                logits = model(x)
+            probs = torch.softmax(logits.float(), dim=1)
+            if cuda:
+                done = torch.cuda.Event()
+                if end is not None:
+                    end.record()
+                    events.append((start, end))
+                done.record()
+                in_flight.append(done)
+                if len(in_flight) > MAX_IN_FLIGHT:
+                    in_flight.popleft().synchronize()
+            else:
+                model_s += time.perf_counter() - t_m
+            probs_all.append(probs)
+            coords_all.append(np.asarray(coords, np.int64))
+            if bar is not None:
+                bar.update(len(coords))
+    if cuda:
+        torch.cuda.synchronize(device)
+        model_s = sum(s.elapsed_time(e) for s, e in events) / 1000.0
+    wall = time.perf_counter() - t0
+    n_cls = probs_all[0].shape[1] if probs_all else 0
+    probs_np = (
+        torch.cat(probs_all).float().cpu().numpy() if probs_all else np.zeros((0, n_cls), np.float32)
+    )
+    coords_np = np.concatenate(coords_all) if coords_all else np.zeros((0, 2), np.int64)
+    return coords_np, probs_np, {"predict_s": wall, "model_busy_s": model_s}
+
+
+def prepare_model(model: Any, device: Any) -> Any:
+    """Move the model to `device` in eval mode (channels-last convolutions on CUDA)."""
+    import torch
+
+    model = model.eval().to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def predict_slide(
+    model: Any, slide_path: str | Path, *, mpp: float, patch_px: int, stride_px: int | None = None,
+    batch_size: int = 64, workers: int = 2, tissue: Callable[[np.ndarray], np.ndarray] | None = None,
+    device: str = "auto", mpp_x: float | None = None, progress: bool = True,
+    queue_depth: int | None = None, min_tissue: float = 0.1, amp: bool = True,
+    profile: bool = False, coords: np.ndarray | None = None,
+) -> Prediction:
+    """Predict every tissue tile of one slide (no files written). See `infer_slide` for arguments.
+
+    `coords` (level-0 top-left corners) replaces the tissue grid when given (benchmarks).
+
+    Raises:
+        SlideError: the slide cannot be opened or its resolution does not fit the model.
+    """
+    path = str(slide_path)
+    stride_px = stride_px or patch_px
+    t0 = time.perf_counter()
+    reader = open_slide(path, mpp_x)
+    try:
+        slide_mpp = check_resolution(reader, mpp, path)
+        grid, thumb, thumb_ds = tissue_grid(
+            reader, mpp=mpp, patch_px=patch_px, stride_px=stride_px, tissue=tissue,
+            min_tissue=min_tissue,
+        )
+        dims = [tuple(int(v) for v in d) for d in reader.level_dimensions]
+        if max(thumb.shape[:2]) < THUMBNAIL_PX:  # the pictures want more detail than the mask
+            thumb = reader.thumbnail(THUMBNAIL_PX)
+            thumb_ds = max(dims[0][0] / thumb.shape[1], dims[0][1] / thumb.shape[0])
+    except SlideError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails inside any backend call
+        raise SlideError(f"cannot read slide {path}: {type(e).__name__}: {e}") from None
+    finally:
+        reader.close()
+    grid = grid if coords is None else np.asarray(coords, np.int64)
+    t1 = time.perf_counter()
+    dev = pick_device(device)
+    model = prepare_model(model, dev)
+    bar = _progress(len(grid), Path(path).name, progress)
+    try:
+        batches = iter_tiles(
+            path, grid, mpp=mpp, patch_px=patch_px, batch_size=batch_size, workers=workers,
+            queue_depth=queue_depth or max(2, 2 * workers), mpp_x=mpp_x,
+        )
+        out_coords, probs, stats = run_model(
+            model, batches, device=dev, amp=amp, profile=profile, bar=bar
+        )
+    except SlideError:
+        raise
+    except (OSError, ValueError) as e:  # decoder errors on a corrupt tile
+        raise SlideError(f"error reading tiles of {path}: {type(e).__name__}: {e}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    timings = {"open_tissue_s": t1 - t0, **stats, "total_s": time.perf_counter() - t0}
+    return Prediction(
+        slide_path=path, coords=out_coords, probs=probs, tile0_px=patch_px * mpp / slide_mpp,
+        step0_px=stride_px * mpp / slide_mpp, slide_mpp=slide_mpp, level_dimensions=dims,
+        thumbnail=thumb, thumb_downsample=thumb_ds, timings=timings, device=str(dev),
+    )
+
+
+def infer_slide(
+    model: Any, slide_path: str | Path, out_dir: str | Path, *, mpp: float, patch_px: int,
+    classes: Sequence[dict[str, str]], stride_px: int | None = None, batch_size: int = 64,
+    workers: int = 2, tissue: Callable[[np.ndarray], np.ndarray] | None = None,
+    device: str = "auto", mpp_x: float | None = None, progress: bool = True,
+    queue_depth: int | None = None, model_info: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Run `model` over the tissue of one slide and write its outputs atomically.
+
+    Writes `out_dir/<name>/`: `tiles.parquet`, `heatmap.png`, `heatmap.tif`, `regions.geojson`,
+    `overview.png` and last `summary.json` (its presence marks the slide as done).
+
+    Args:
+        model: a module taking uint8 `[N, H, W, 3]` tiles and returning logits `[N, C]`.
+        slide_path: any slide OpenSlide (or the slide engine) opens.
+        out_dir: parent folder of the per-slide output folder.
+        mpp: model input resolution (um/px). patch_px: model input side. stride_px: grid step
+            at the model resolution (default `patch_px`: no overlap).
+        classes: `[{name, color}]`, index = model output.
+        batch_size, workers, queue_depth: batching and prefetching (reader workers, batches ahead).
+        tissue: `rgb -> bool mask` detector (default: a saturation threshold).
+        device: `auto`, `cpu`, `cuda`, `cuda:1`, ... mpp_x: MPP override for slides without one.
+        progress: show a tqdm bar. model_info: recorded in the summary. name: output folder name
+            (default: the slide file stem).
+
+    Returns:
+        The summary dict (also written as `summary.json`).
+
+    Raises:
+        SlideError: the slide cannot be read or does not fit the model's resolution.
+    """
+    pred = predict_slide(
+        model, slide_path, mpp=mpp, patch_px=patch_px, stride_px=stride_px, batch_size=batch_size,
+        workers=workers, tissue=tissue, device=device, mpp_x=mpp_x, progress=progress,
+        queue_depth=queue_depth,
+    )
+    if pred.probs.shape[1:] and pred.probs.shape[1] != len(classes):
+        raise ValueError(f"model returns {pred.probs.shape[1]} classes, card lists {len(classes)}")
+    from autoscope.infer.writers import write_outputs
+
+    info = {"mpp": mpp, "patch_px": patch_px, "stride_px": stride_px or patch_px, **(model_info or {})}
+    return write_outputs(pred, Path(out_dir), list(classes), model_info=info, name=name)
