@@ -66,8 +66,13 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 
 
 def run_model(
-    model: Any, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, device: Any, amp: bool = True,
-    profile: bool = False, bar: Any = None,
+    model: Any,
+    batches: Iterable[tuple[np.ndarray, np.ndarray]],
+    *,
+    device: Any,
+    amp: bool = True,
+    profile: bool = False,
+    bar: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Run `model` over uint8 NHWC batches; return coords, float32 probabilities and timings.
 
@@ -94,7 +99,10 @@ def run_model(
             t_m = time.perf_counter()
             start = end = None
             if profile and cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
                 start.record()
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and amp):
                 logits = model(x)
@@ -120,7 +128,9 @@ def run_model(
     wall = time.perf_counter() - t0
     n_cls = probs_all[0].shape[1] if probs_all else 0
     probs_np = (
-        torch.cat(probs_all).float().cpu().numpy() if probs_all else np.zeros((0, n_cls), np.float32)
+        torch.cat(probs_all).float().cpu().numpy()
+        if probs_all
+        else np.zeros((0, n_cls), np.float32)
     )
     coords_np = np.concatenate(coords_all) if coords_all else np.zeros((0, 2), np.int64)
     return coords_np, probs_np, {"predict_s": wall, "model_busy_s": model_s}
@@ -138,11 +148,23 @@ def prepare_model(model: Any, device: Any) -> Any:
 
 
 def predict_slide(
-    model: Any, slide_path: str | Path, *, mpp: float, patch_px: int, stride_px: int | None = None,
-    batch_size: int = 64, workers: int = 2, tissue: Callable[[np.ndarray], np.ndarray] | None = None,
-    device: str = "auto", mpp_x: float | None = None, progress: bool = True,
-    queue_depth: int | None = None, min_tissue: float = 0.1, amp: bool = True,
-    profile: bool = False, coords: np.ndarray | None = None,
+    model: Any,
+    slide_path: str | Path,
+    *,
+    mpp: float,
+    patch_px: int,
+    stride_px: int | None = None,
+    batch_size: int = 64,
+    workers: int = 2,
+    tissue: Callable[[np.ndarray], np.ndarray] | None = None,
+    device: str = "auto",
+    mpp_x: float | None = None,
+    progress: bool = True,
+    queue_depth: int | None = None,
+    min_tissue: float = 0.1,
+    amp: bool = True,
+    profile: bool = False,
+    coords: np.ndarray | None = None,
 ) -> Prediction:
     """Predict every tissue tile of one slide (no files written). See `infer_slide` for arguments.
 
@@ -158,7 +180,11 @@ def predict_slide(
     try:
         slide_mpp = check_resolution(reader, mpp, path)
         grid, thumb, thumb_ds = tissue_grid(
-            reader, mpp=mpp, patch_px=patch_px, stride_px=stride_px, tissue=tissue,
+            reader,
+            mpp=mpp,
+            patch_px=patch_px,
+            stride_px=stride_px,
+            tissue=tissue,
             min_tissue=min_tissue,
         )
         dims = [tuple(int(v) for v in d) for d in reader.level_dimensions]
@@ -178,8 +204,14 @@ def predict_slide(
     bar = _progress(len(grid), Path(path).name, progress)
     try:
         batches = iter_tiles(
-            path, grid, mpp=mpp, patch_px=patch_px, batch_size=batch_size, workers=workers,
-            queue_depth=queue_depth or max(2, 2 * workers), mpp_x=mpp_x,
+            path,
+            grid,
+            mpp=mpp,
+            patch_px=patch_px,
+            batch_size=batch_size,
+            workers=workers,
+            queue_depth=queue_depth or max(2, 2 * workers),
+            mpp_x=mpp_x,
         )
         out_coords, probs, stats = run_model(
             model, batches, device=dev, amp=amp, profile=profile, bar=bar
@@ -193,18 +225,37 @@ def predict_slide(
             bar.close()
     timings = {"open_tissue_s": t1 - t0, **stats, "total_s": time.perf_counter() - t0}
     return Prediction(
-        slide_path=path, coords=out_coords, probs=probs, tile0_px=patch_px * mpp / slide_mpp,
-        step0_px=stride_px * mpp / slide_mpp, slide_mpp=slide_mpp, level_dimensions=dims,
-        thumbnail=thumb, thumb_downsample=thumb_ds, timings=timings, device=str(dev),
+        slide_path=path,
+        coords=out_coords,
+        probs=probs,
+        tile0_px=patch_px * mpp / slide_mpp,
+        step0_px=stride_px * mpp / slide_mpp,
+        slide_mpp=slide_mpp,
+        level_dimensions=dims,
+        thumbnail=thumb,
+        thumb_downsample=thumb_ds,
+        timings=timings,
+        device=str(dev),
     )
 
 
 def infer_slide(
-    model: Any, slide_path: str | Path, out_dir: str | Path, *, mpp: float, patch_px: int,
-    classes: Sequence[dict[str, str]], stride_px: int | None = None, batch_size: int = 64,
-    workers: int = 2, tissue: Callable[[np.ndarray], np.ndarray] | None = None,
-    device: str = "auto", mpp_x: float | None = None, progress: bool = True,
-    queue_depth: int | None = None, model_info: dict[str, Any] | None = None,
+    model: Any,
+    slide_path: str | Path,
+    out_dir: str | Path,
+    *,
+    mpp: float,
+    patch_px: int,
+    classes: Sequence[dict[str, str]],
+    stride_px: int | None = None,
+    batch_size: int = 64,
+    workers: int = 2,
+    tissue: Callable[[np.ndarray], np.ndarray] | None = None,
+    device: str = "auto",
+    mpp_x: float | None = None,
+    progress: bool = True,
+    queue_depth: int | None = None,
+    model_info: dict[str, Any] | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Run `model` over the tissue of one slide and write its outputs atomically.
@@ -232,13 +283,27 @@ def infer_slide(
         SlideError: the slide cannot be read or does not fit the model's resolution.
     """
     pred = predict_slide(
-        model, slide_path, mpp=mpp, patch_px=patch_px, stride_px=stride_px, batch_size=batch_size,
-        workers=workers, tissue=tissue, device=device, mpp_x=mpp_x, progress=progress,
+        model,
+        slide_path,
+        mpp=mpp,
+        patch_px=patch_px,
+        stride_px=stride_px,
+        batch_size=batch_size,
+        workers=workers,
+        tissue=tissue,
+        device=device,
+        mpp_x=mpp_x,
+        progress=progress,
         queue_depth=queue_depth,
     )
     if pred.probs.shape[1:] and pred.probs.shape[1] != len(classes):
         raise ValueError(f"model returns {pred.probs.shape[1]} classes, card lists {len(classes)}")
     from autoscope.infer.writers import write_outputs
 
-    info = {"mpp": mpp, "patch_px": patch_px, "stride_px": stride_px or patch_px, **(model_info or {})}
+    info = {
+        "mpp": mpp,
+        "patch_px": patch_px,
+        "stride_px": stride_px or patch_px,
+        **(model_info or {}),
+    }
     return write_outputs(pred, Path(out_dir), list(classes), model_info=info, name=name)

@@ -56,7 +56,7 @@ def overlay_rgba(idx: np.ndarray, prob: np.ndarray, colors: np.ndarray) -> np.nd
 
 
 def _sample(rgba: np.ndarray, shape: tuple[int, int], px0: float, step0: float) -> np.ndarray:
-    """Nearest-neighbour resample of a grid map onto an image of `shape` with `px0` level-0 px/px."""
+    """Nearest-neighbour resample of a grid map onto `shape` pixels of `px0` level-0 px each."""
     ys = np.minimum(((np.arange(shape[0]) + 0.5) * px0 / step0).astype(int), rgba.shape[0] - 1)
     xs = np.minimum(((np.arange(shape[1]) + 0.5) * px0 / step0).astype(int), rgba.shape[1] - 1)
     return rgba[ys][:, xs]
@@ -103,9 +103,15 @@ def write_overlay_tiff(pred: Any, rgba: np.ndarray, path: Path) -> dict[str, Any
             ds = base.shape[1] / img.shape[1]
             res = 1e4 / (mpp * ds)  # pixels per centimetre
             tif.write(
-                img, photometric="rgb", extrasamples=["unassalpha"], compression="zlib",
-                tile=(OVERLAY_TILE_PX, OVERLAY_TILE_PX), subfiletype=0 if k == 0 else 1,
-                resolution=(res, res), resolutionunit="CENTIMETER", metadata=None,
+                img,
+                photometric="rgb",
+                extrasamples=["unassalpha"],
+                compression="zlib",
+                tile=(OVERLAY_TILE_PX, OVERLAY_TILE_PX),
+                subfiletype=0 if k == 0 else 1,
+                resolution=(res, res),
+                resolutionunit="CENTIMETER",
+                metadata=None,
                 software="autoscope",
             )
     return {"mpp": mpp, "levels": [[int(i.shape[1]), int(i.shape[0])] for i in levels]}

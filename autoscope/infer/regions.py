@@ -22,12 +22,18 @@ def _row_runs(coords: np.ndarray, step0: float) -> list[tuple[float, float, floa
     brk = np.nonzero((np.diff(gy) != 0) | (np.diff(gx) != 1))[0] + 1
     starts = np.concatenate([[0], brk])
     ends = np.concatenate([brk - 1, [len(c) - 1]])
-    return [(float(c[s, 0]), float(c[e, 0]), float(c[s, 1])) for s, e in zip(starts, ends)]
+    pairs = zip(starts, ends, strict=True)
+    return [(float(c[s, 0]), float(c[e, 0]), float(c[s, 1])) for s, e in pairs]
 
 
 def class_regions(
-    coords: np.ndarray, probs: np.ndarray, classes: Sequence[dict[str, Any]], *, tile0: float,
-    step0: float, slide_mpp: float,
+    coords: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[dict[str, Any]],
+    *,
+    tile0: float,
+    step0: float,
+    slide_mpp: float,
 ) -> dict[str, Any]:
     """A FeatureCollection with one (Multi)Polygon annotation per predicted class.
 
@@ -50,19 +56,24 @@ def class_regions(
         runs = _row_runs(coords[sel], step0)
         geom = unary_union([box(x0, y, x1 + gside, y + gside) for x0, x1, y in runs])
         n = int(sel.sum())
-        features.append({
-            "type": "Feature",
-            "geometry": mapping(geom),
-            "properties": {
-                "objectType": "annotation",
-                "name": cls["name"],
-                "classification": {"name": cls["name"], "color": list(hex_rgb(cls.get("color"), k))},
-                "isLocked": False,
-                "measurements": {
-                    "tiles": n,
-                    "mean_probability": round(float(probs[sel, k].mean()), 6),
-                    "area_mm2": round(n * (side * slide_mpp) ** 2 / 1e6, 6),
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": mapping(geom),
+                "properties": {
+                    "objectType": "annotation",
+                    "name": cls["name"],
+                    "classification": {
+                        "name": cls["name"],
+                        "color": list(hex_rgb(cls.get("color"), k)),
+                    },
+                    "isLocked": False,
+                    "measurements": {
+                        "tiles": n,
+                        "mean_probability": round(float(probs[sel, k].mean()), 6),
+                        "area_mm2": round(n * (side * slide_mpp) ** 2 / 1e6, 6),
+                    },
                 },
-            },
-        })
+            }
+        )
     return {"type": "FeatureCollection", "features": features}

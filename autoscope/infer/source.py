@@ -15,16 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from autoscope.errors import UserError
+
 MPP_TOLERANCE = 0.02  # a level within 2 % of the wanted MPP is read as is (no resampling)
 MAX_UPSAMPLE = 1.10  # a slide coarser than the model by more than this cannot be used
 
 
-class SlideError(Exception):
+class SlideError(UserError):
     """A slide the engine cannot run on: unreadable, without MPP, or too coarse for the model."""
 
 
 class _OpenSlideReader:
-    """Minimal `TileReader` over OpenSlide (the contract's reader, used until/unless it is installed)."""
+    """Minimal `TileReader` over OpenSlide, used when the slide engine's reader is not installed."""
 
     def __init__(self, path: str, mpp_x: float | None = None) -> None:
         import openslide
@@ -104,8 +106,13 @@ def default_tissue(rgb: np.ndarray) -> np.ndarray:
 
 
 def tissue_grid(
-    reader: Any, *, mpp: float, patch_px: int, stride_px: int,
-    tissue: Callable[[np.ndarray], np.ndarray] | None, min_tissue: float = 0.1,
+    reader: Any,
+    *,
+    mpp: float,
+    patch_px: int,
+    stride_px: int,
+    tissue: Callable[[np.ndarray], np.ndarray] | None,
+    min_tissue: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Level-0 top-left corners of the grid tiles that hold tissue.
 
@@ -133,15 +140,24 @@ def tissue_grid(
     cy1 = np.clip(np.ceil((ys + tile0) / ds).astype(int), 0, h)
     area = np.maximum((cy1 - cy0)[:, None] * (cx1 - cx0)[None, :], 1)
     inside = (
-        integral[cy1][:, cx1] - integral[cy0][:, cx1] - integral[cy1][:, cx0] + integral[cy0][:, cx0]
+        integral[cy1][:, cx1]
+        - integral[cy0][:, cx1]
+        - integral[cy1][:, cx0]
+        + integral[cy0][:, cx0]
     )
     gy, gx = np.nonzero(inside / area >= min_tissue)
     return np.stack([xs[gx], ys[gy]], axis=1).astype(np.int64), thumb, ds
 
 
 def _thread_batches(
-    path: str, coords: np.ndarray, mpp: float, patch_px: int, batch_size: int, workers: int,
-    queue_depth: int, mpp_x: float | None,
+    path: str,
+    coords: np.ndarray,
+    mpp: float,
+    patch_px: int,
+    batch_size: int,
+    workers: int,
+    queue_depth: int,
+    mpp_x: float | None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Fallback prefetcher: reader threads (OpenSlide releases the GIL while decoding)."""
     reader = open_slide(path, mpp_x)
@@ -167,14 +183,19 @@ def _thread_batches(
 
 
 def iter_tiles(
-    path: str, coords: np.ndarray, *, mpp: float, patch_px: int, batch_size: int, workers: int,
-    queue_depth: int, mpp_x: float | None = None,
+    path: str,
+    coords: np.ndarray,
+    *,
+    mpp: float,
+    patch_px: int,
+    batch_size: int,
+    workers: int,
+    queue_depth: int,
+    mpp_x: float | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches `(uint8 [B, patch_px, patch_px, 3], int64 [B, 2])` read ahead by workers."""
     try:
         from autoscope.slides.parallel import iter_batches
     except ImportError:
         return _thread_batches(path, coords, mpp, patch_px, batch_size, workers, queue_depth, mpp_x)
-    return iter_batches(
-        path, coords, mpp, patch_px, batch_size, workers, queue_depth, mpp_x=mpp_x
-    )
+    return iter_batches(path, coords, mpp, patch_px, batch_size, workers, queue_depth, mpp_x=mpp_x)

@@ -25,8 +25,12 @@ from autoscope.infer.regions import class_regions
 
 SUMMARY = "summary.json"  # written last: its presence marks a slide as done
 FILES = {
-    "tiles": "tiles.parquet", "heatmap_png": "heatmap.png", "heatmap_tif": "heatmap.tif",
-    "geojson": "regions.geojson", "overview": "overview.png", "summary": SUMMARY,
+    "tiles": "tiles.parquet",
+    "heatmap_png": "heatmap.png",
+    "heatmap_tif": "heatmap.tif",
+    "geojson": "regions.geojson",
+    "overview": "overview.png",
+    "summary": SUMMARY,
 }
 
 
@@ -42,7 +46,8 @@ def write_tiles(pred: Any, classes: Sequence[dict[str, Any]], path: Path) -> Non
     top = pred.probs.argmax(1) if len(pred.probs) else np.zeros(0, np.int64)
     names = np.array([c["name"] for c in classes], dtype=object)
     cols: dict[str, Any] = {
-        "x": pred.coords[:, 0], "y": pred.coords[:, 1],
+        "x": pred.coords[:, 0],
+        "y": pred.coords[:, 1],
         "class": names[top] if len(top) else np.array([], dtype=object),
         "class_idx": top.astype(np.int16),
     }
@@ -52,7 +57,10 @@ def write_tiles(pred: Any, classes: Sequence[dict[str, Any]], path: Path) -> Non
 
 
 def write_overview(
-    pred: Any, heat: np.ndarray, classes: Sequence[dict[str, Any]], areas: dict[str, float],
+    pred: Any,
+    heat: np.ndarray,
+    classes: Sequence[dict[str, Any]],
+    areas: dict[str, float],
     path: Path,
 ) -> None:
     """`overview.png`: thumbnail | heatmap | legend with tile counts and areas."""
@@ -85,7 +93,10 @@ def _json(obj: Any, path: Path) -> None:
 
 
 def summarise(
-    pred: Any, classes: Sequence[dict[str, Any]], model_info: dict[str, Any], name: str,
+    pred: Any,
+    classes: Sequence[dict[str, Any]],
+    model_info: dict[str, Any],
+    name: str,
 ) -> dict[str, Any]:
     """Tile counts, class areas (mm²), mean probabilities, slide info, timings and model info."""
     side_um = min(pred.tile0_px, pred.step0_px) * pred.slide_mpp
@@ -100,8 +111,11 @@ def summarise(
     t = pred.timings
     return {
         "slide": {
-            "name": name, "path": pred.slide_path, "width_px": pred.level_dimensions[0][0],
-            "height_px": pred.level_dimensions[0][1], "level_count": len(pred.level_dimensions),
+            "name": name,
+            "path": pred.slide_path,
+            "width_px": pred.level_dimensions[0][0],
+            "height_px": pred.level_dimensions[0][1],
+            "level_count": len(pred.level_dimensions),
             "mpp": pred.slide_mpp,
         },
         "model": model_info,
@@ -117,8 +131,12 @@ def summarise(
 
 
 def write_outputs(
-    pred: Any, out_dir: Path, classes: Sequence[dict[str, Any]], *,
-    model_info: dict[str, Any] | None = None, name: str | None = None,
+    pred: Any,
+    out_dir: Path,
+    classes: Sequence[dict[str, Any]],
+    *,
+    model_info: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Write every output of one slide into a temporary folder, then rename it into place."""
     name = name or Path(pred.slide_path).stem
@@ -135,7 +153,11 @@ def write_outputs(
         write_png(heat, tmp / FILES["heatmap_png"])
         overlay = write_overlay_tiff(pred, rgba, tmp / FILES["heatmap_tif"])
         geo = class_regions(
-            pred.coords, pred.probs, classes, tile0=pred.tile0_px, step0=pred.step0_px,
+            pred.coords,
+            pred.probs,
+            classes,
+            tile0=pred.tile0_px,
+            step0=pred.step0_px,
             slide_mpp=pred.slide_mpp,
         )
         _json(geo, tmp / FILES["geojson"])
