@@ -1,0 +1,83 @@
+"""Choose the training run to archive from the project's MLflow experiment and check it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autoscope.errors import UserError
+
+
+def mlflow_client(tracking_uri: str) -> Any:
+    """An MLflow client on the project's tracking + registry store (SQLite by default)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def experiment_id(client: Any, project: str) -> str:
+    """Id of the project's experiment (named after the project).
+
+    Raises:
+        UserError: the experiment does not exist (nothing was trained yet).
+    """
+    exp = client.get_experiment_by_name(project)
+    if exp is None:
+        raise UserError(f"no MLflow experiment '{project}' yet: run `autoscope train` first")
+    return exp.experiment_id
+
+
+def candidate_runs(client: Any, exp_id: str, metric: str, mode: str) -> list[Any]:
+    """Finished runs that logged `metric`, best first (`mode` max or min)."""
+    runs = client.search_runs(
+        [exp_id], filter_string="attributes.status = 'FINISHED'", max_results=5000
+    )
+    scored = [r for r in runs if metric in r.data.metrics]
+    return sorted(scored, key=lambda r: r.data.metrics[metric], reverse=(mode == "max"))
+
+
+def get_run(client: Any, exp_id: str, run_id: str) -> Any:
+    """A run of this project's experiment by id.
+
+    Raises:
+        UserError: unknown id, another project's run, or a run that did not finish.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(
+            f"archive.run: no MLflow run '{run_id}' (see `autoscope runs list`)"
+        ) from None
+    if run.info.experiment_id != exp_id:
+        raise UserError(f"archive.run: run '{run_id}' belongs to another project's experiment")
+    if run.info.status != "FINISHED":
+        raise UserError(f"archive.run: run '{run_id}' is {run.info.status}, not FINISHED")
+    return run
+
+
+def check_thresholds(metrics: dict[str, float], minimum: dict, maximum: dict, run_id: str) -> None:
+    """Refuse a run whose metrics miss the archive thresholds.
+
+    Args:
+        metrics: the run's metrics.
+        minimum: metric -> lowest acceptable value (e.g. `val/acc: 0.8`).
+        maximum: metric -> highest acceptable value (e.g. `val/loss: 1.0`).
+        run_id: named in the error.
+
+    Raises:
+        UserError: a threshold metric is missing or out of bounds (one line naming it).
+    """
+    for bound, table in (("min", minimum), ("max", maximum)):
+        for name, limit in (table or {}).items():
+            if name not in metrics:
+                raise UserError(f"archive.thresholds.{bound}: run {run_id} has no metric '{name}'")
+            value = float(metrics[name])
+            low = bound == "min" and value < float(limit)
+            high = bound == "max" and value > float(limit)
+            if low or high:
+                word = "below the minimum" if low else "above the maximum"
+                raise UserError(
+                    f"run {run_id}: {name}={value:.4f} is {word} {float(limit):g} "
+                    f"(archive.thresholds.{bound} in conf/archive/)"
+                )

@@ -1,0 +1,83 @@
+"""A real (tiny) training run for archive and serve tests: MLflow SQLite run + run folder.
+
+Follows docs/contracts.md: `outputs/<project>/train/runs/<run_id>/{model.pt, spec.json}`, an MLflow
+run in the project's experiment with `val/acc` and the dataset/code tags, review PNGs as artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TINY_ARCH = {
+    "name": "tiny_cnn",
+    "net": {
+        "_target_": "autoscope.models.archs.small_resnet",
+        "widths": [4, 8],
+        "depths": [1, 1],
+        "stem_width": 4,
+        "stem_stride": 2,
+        "dropout": 0.0,
+    },
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "channels_last": False,
+}
+
+
+def compose_cfg(workspace: Path, *overrides: str) -> Any:
+    """The demo recipe composed into a temp workspace (all stores inside it)."""
+    from autoscope.config import compose
+
+    return compose("demo", [f"paths.workspace={workspace}", *overrides], stage="archive")
+
+
+def _png(path: Path, rgb: tuple[int, int, int]) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (32, 24), rgb).save(path)
+    return path
+
+
+def fake_run(cfg: Any, val_acc: float = 0.9, seed: int = 0, patch_px: int = 32) -> str:
+    """Create one finished run with weights, spec, metrics and review pictures; return its id."""
+    import mlflow
+    import torch
+
+    from autoscope.models.classifier import PatchClassifier, make_spec
+
+    torch.manual_seed(seed)
+    classes = [dict(c) for c in cfg.project.classes]
+    model = PatchClassifier.build(TINY_ARCH, len(classes)).eval()
+    spec = make_spec(TINY_ARCH, classes, mpp=float(cfg.project.target_mpp), patch_px=patch_px)
+    client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri)
+    exp = client.get_experiment_by_name(cfg.project.name)
+    exp_id = (
+        exp.experiment_id
+        if exp
+        else client.create_experiment(
+            cfg.project.name,
+            artifact_location=str(Path(cfg.paths.mlflow_artifacts) / cfg.project.name),
+        )
+    )
+    tags = {
+        "dataset_version": "0123456789abcdef.dir",
+        "dataset_name": "tiny",
+        "code_version": "deadbeef",
+        "project": cfg.project.name,
+    }
+    run = client.create_run(exp_id, tags=tags)
+    rid = run.info.run_id
+    client.log_metric(rid, "val/acc", val_acc)
+    client.log_metric(rid, "val/loss", 1.0 - val_acc)
+    out = Path(cfg.paths.outputs) / "train" / "runs" / rid
+    out.mkdir(parents=True)
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    client.log_artifact(rid, str(_png(out / "confusion_matrix.png", (200, 30, 30))), "review")
+    client.log_artifact(
+        rid, str(_png(out.parent / f"{rid}_samples_grid.png", (30, 30, 200))), "review"
+    )
+    client.set_terminated(rid)
+    return rid
