@@ -53,12 +53,10 @@ def test_random_points_seeded() -> None:
     )
     # a patch counts the mask pixels whose centre it covers: x0 < 450 keeps to cells 0..4
     assert len(on) == 50 and (on[:, 0] < 450).all()
-    assert (
-        on[:3].tolist()
-        == random_points(
-            3, 3, 1000, 1000, 100, mask=mask, mask_downsample=100, min_tissue_fraction=1.0
-        ).tolist()
+    again = random_points(
+        50, 3, 1000, 1000, 100, mask=mask, mask_downsample=100, min_tissue_fraction=1.0
     )
+    assert on.tolist() == again.tolist()
     none = random_points(4, 1, 1000, 1000, 100, mask=np.zeros((10, 10), bool), mask_downsample=100)
     assert none.shape == (0, 2)
 
