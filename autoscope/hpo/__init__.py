@@ -1,0 +1,1 @@
+"""AutoML: an Optuna study driven by the `hpo` config group, run as a Hydra-style multirun."""

@@ -1,0 +1,142 @@
+"""The search space of `cfg.hpo.params`: parse, validate and sample it with an Optuna trial.
+
+A space maps a config key (a Hydra override path such as `model.optimizer.lr`, or a config group
+such as `model`) to a distribution::
+
+    params:
+      model: {type: categorical, choices: [small_cnn, resnet18]}
+      model.optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      trainer.batch_size: {type: categorical, choices: [64, 128]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from autoscope.errors import UserError
+
+TYPES = ("float", "int", "categorical")
+_ALLOWED = {
+    "float": {"type", "low", "high", "log", "step"},
+    "int": {"type", "low", "high", "log", "step"},
+    "categorical": {"type", "choices"},
+}
+_SCALARS = (type(None), bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched config key and its distribution.
+
+    Attributes:
+        key: the config key (dotted path) or config group name; also the Optuna param name.
+        type: `float`, `int` or `categorical`.
+        low: lower bound (float/int).
+        high: upper bound, inclusive (float/int).
+        log: sample on a log scale (float/int).
+        step: discretisation step (float/int), None for continuous floats.
+        choices: the values of a categorical.
+    """
+
+    key: str
+    type: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+
+def _fail(key: str, what: str) -> UserError:
+    return UserError(f"hpo.params['{key}']: {what} (check the hpo space YAML in conf/hpo/)")
+
+
+def parse_param(key: str, raw: Any) -> ParamSpec:
+    """Validate one `params` entry and turn it into a ParamSpec.
+
+    Raises:
+        UserError: unknown type or field, missing/invalid bounds, empty or non-scalar choices.
+    """
+    if not isinstance(raw, dict):
+        raise _fail(key, "needs a mapping like {type: float, low: 0.001, high: 0.1}")
+    kind = raw.get("type")
+    if kind not in TYPES:
+        raise _fail(key, f"type '{kind}' is not one of {', '.join(TYPES)}")
+    extra = set(raw) - _ALLOWED[kind]
+    if extra:
+        raise _fail(key, f"unknown field(s) {sorted(extra)} for type {kind}")
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise _fail(key, "categorical needs a non-empty list `choices`")
+        if not all(isinstance(c, _SCALARS) for c in choices):
+            raise _fail(key, "choices must be scalars (str, int, float, bool, null)")
+        return ParamSpec(key, kind, choices=tuple(choices))
+    low, high, step, log = raw.get("low"), raw.get("high"), raw.get("step"), raw.get("log", False)
+    number = int if kind == "int" else (int, float)
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, number):
+            want = "an int" if kind == "int" else "a number"
+            raise _fail(key, f"`{name}` must be {want}, got {v!r}")
+    if not low < high:
+        raise _fail(key, f"needs low < high, got low={low} high={high}")
+    if log and low <= 0:
+        raise _fail(key, f"log scale needs low > 0, got {low}")
+    if step is not None and (log or step <= 0):
+        raise _fail(key, "`step` must be > 0 and cannot be combined with log: true")
+    return ParamSpec(key, kind, low=low, high=high, log=bool(log), step=step)
+
+
+def parse_space(params: Any) -> list[ParamSpec]:
+    """Parse `cfg.hpo.params` (a mapping, possibly a DictConfig) into specs, in file order.
+
+    Raises:
+        UserError: an empty space or any invalid entry.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(params, DictConfig):
+        params = OmegaConf.to_container(params, resolve=True)
+    if not isinstance(params, dict) or not params:
+        raise UserError("hpo.params is empty: the hpo space YAML must list a key to search")
+    return [parse_param(str(k), v) for k, v in params.items()]
+
+
+def suggest(trial: Any, spec: ParamSpec) -> Any:
+    """Sample one value of `spec` with an Optuna trial (param name = the config key)."""
+    if spec.type == "categorical":
+        return trial.suggest_categorical(spec.key, list(spec.choices))
+    if spec.type == "int":
+        return trial.suggest_int(spec.key, spec.low, spec.high, step=spec.step or 1, log=spec.log)
+    return trial.suggest_float(spec.key, spec.low, spec.high, step=spec.step, log=spec.log)
+
+
+def contains(spec: ParamSpec, value: Any) -> bool:
+    """True when `value` is a valid sample of `spec` (a choice, or a number within the bounds)."""
+    if spec.type == "categorical":
+        return any(value == c and type(value) is type(c) for c in spec.choices)
+    if isinstance(value, bool) or not isinstance(
+        value, int if spec.type == "int" else (int, float)
+    ):
+        return False
+    return spec.low <= value <= spec.high
+
+
+def base_params(cfg: Any, specs: list[ParamSpec]) -> dict[str, Any]:
+    """The base config's own values of the searched keys that lie inside the space.
+
+    Config groups are left out (a composed config does not record its group choices): the sampler
+    picks them.
+    """
+    from omegaconf import OmegaConf
+
+    from autoscope.hpo.apply import is_group, key_exists
+
+    out = {}
+    for s in specs:
+        if not is_group(cfg, s.key) and key_exists(cfg, s.key):
+            v = OmegaConf.select(cfg, s.key)
+            if contains(s, v):
+                out[s.key] = float(v) if s.type == "float" else v
+    return out

@@ -1,0 +1,165 @@
+"""The persistent Optuna study: storage, sampler, pruner, trial accounting and resuming.
+
+Counting rule: a trial counts toward `n_trials` once it is COMPLETE, PRUNED, or FAILed by its own
+error (user attr `fail_reason`). A trial cut short by an interruption (Ctrl-C, a killed worker, a
+stale heartbeat) is FAILed without a reason, does not count, and its parameters are queued once
+more, so a resumed sweep ends with exactly `n_trials` counted trials.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoscope.errors import UserError
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Counts:
+    """Trial accounting of a study (see the module docstring for what counts)."""
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    interrupted: int = 0
+    running: int = 0
+
+    @property
+    def counted(self) -> int:
+        """Trials that count toward `n_trials`."""
+        return self.complete + self.pruned + self.failed
+
+
+def storage_url(cfg: Any) -> str:
+    """`hpo.storage` when set (e.g. a PostgreSQL URL), else `paths.optuna_storage` (SQLite)."""
+    return str(cfg.hpo.get("storage") or cfg.paths.optuna_storage)
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for logs and tags."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        return f"{scheme}://{cred.split(':')[0]}:***@{host}"
+    return url
+
+
+def _direction(cfg: Any) -> str:
+    mode = str(cfg.metric_mode)
+    if mode not in ("max", "min"):
+        raise UserError(f"metric_mode '{mode}' must be max or min (conf/config.yaml or the recipe)")
+    return "maximize" if mode == "max" else "minimize"
+
+
+def open_study(cfg: Any) -> Any:
+    """Create or load (resume) the study named `hpo.study_name` in the RDB storage.
+
+    The sampler is seeded with `cfg.seed` plus the number of trials already stored, so a resumed
+    sweep is reproducible but does not repeat its first random samples.
+
+    Raises:
+        UserError: a storage that cannot be opened, or a stored study with another direction.
+    """
+    import optuna
+    from hydra.utils import instantiate
+
+    url = storage_url(cfg)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # workers share one file
+    beat = cfg.hpo.get("heartbeat_s")
+    if beat:
+        kwargs.update(heartbeat_interval=int(beat), grace_period=3 * int(beat))
+    name, direction = str(cfg.hpo.study_name), _direction(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            storage = optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as e:  # a driver missing, a server down, a bad URL
+            raise UserError(f"hpo.storage '{masked(url)}': cannot open ({e})") from None
+        try:
+            known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+            seed = int(cfg.seed) + (known[name].n_trials if name in known else 0)
+            sampler = instantiate(cfg.hpo.sampler, seed=seed) if cfg.hpo.get("sampler") else None
+            pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
+        except Exception as e:
+            raise UserError(f"hpo.sampler/pruner: cannot build ({e})") from None
+        if name in known and known[name].direction.name.lower() != direction:
+            raise UserError(
+                f"hpo.study_name '{name}': the stored study {known[name].direction.name.lower()}s"
+                f" but metric_mode is {cfg.metric_mode}; pick another study_name"
+            )
+        return optuna.create_study(
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner or optuna.pruners.NopPruner(),
+            study_name=name,
+            direction=direction,
+            load_if_exists=True,
+        )
+
+
+def _pid_gone(worker: str) -> bool:
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def counts(study: Any) -> Counts:
+    """Count the study's trials by the rule of this module."""
+    from optuna.trial import TrialState
+
+    c = Counts()
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            c.complete += 1
+        elif t.state == TrialState.PRUNED:
+            c.pruned += 1
+        elif t.state == TrialState.FAIL:
+            if "fail_reason" in t.user_attrs:
+                c.failed += 1
+            else:
+                c.interrupted += 1
+        elif t.state == TrialState.RUNNING:
+            c.running += 1
+    return c
+
+
+def recover(study: Any) -> list[str]:
+    """Fail RUNNING trials whose worker process on this host is gone; queue interrupted ones again.
+
+    Each interrupted trial is retried once (a retry that is interrupted again is not queued, so a
+    trial that kills its worker cannot loop). Returns one line per action, for the log.
+    """
+    from optuna.trial import TrialState
+
+    lines = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _pid_gone(str(t.user_attrs.get("worker", ""))):
+            study.tell(t.number, state=TrialState.FAIL)
+            lines.append(f"trial #{t.number}: its worker {t.user_attrs['worker']} is gone -> FAIL")
+    done = set(study.user_attrs.get("requeued", []))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if "fail_reason" in t.user_attrs or t.number in done:
+            continue
+        done.add(t.number)
+        if "retry_of" not in t.user_attrs and t.params:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            lines.append(f"trial #{t.number} was interrupted: its parameters are queued again")
+    study.set_user_attr("requeued", sorted(done))
+    return lines

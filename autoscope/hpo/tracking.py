@@ -1,0 +1,78 @@
+"""The study's parent run in MLflow: trials' runs are nested under it, pictures hang on it.
+
+The parent run carries the tag `autoscope.kind=hpo_study` and no `cfg.metric` metric of its own
+(its best value is `hpo/best_value`), so run tables and archive selection can tell it from a model
+run. Its id is kept as the study user attr `mlflow_parent_run_id`: a resumed sweep logs to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from autoscope.hpo.study import masked, storage_url
+
+
+class StudyRun:
+    """One MLflow parent run per Optuna study (created once, reopened on resume)."""
+
+    def __init__(self, cfg: Any, study: Any) -> None:
+        import mlflow
+
+        from autoscope.stages.project import ensure_experiment
+
+        self.client = mlflow.MlflowClient(tracking_uri=str(cfg.paths.mlflow_uri))
+        self.experiment_id = ensure_experiment(cfg)
+        self.notes: list[str] = []
+        run_id = study.user_attrs.get("mlflow_parent_run_id")
+        if run_id and self._exists(run_id):
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            tags = {
+                "autoscope.kind": "hpo_study",
+                "optuna.study": study.study_name,
+                "optuna.storage": masked(storage_url(cfg)),
+                "project": str(cfg.project.name),
+                "recipe": str(cfg.get("recipe")),
+                "hpo.metric": str(cfg.metric),
+            }
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"hpo-{study.study_name}", tags=tags
+            )
+            run_id = run.info.run_id
+            study.set_user_attr("mlflow_parent_run_id", run_id)
+        self.run_id: str = run_id
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.experiment_id == self.experiment_id
+        except Exception:
+            return False
+
+    def log_trial(self, number: int, value: float | None, child_run_id: str | None) -> None:
+        """Log a trial's value as step `number` of `hpo/trial_value`; nest its run under ours."""
+        if value is not None:
+            self.client.log_metric(self.run_id, "hpo/trial_value", float(value), step=number)
+        if not child_run_id:
+            return
+        try:
+            self.client.set_tag(child_run_id, "mlflow.parentRunId", self.run_id)
+            self.client.set_tag(child_run_id, "optuna.trial", str(number))
+        except Exception as e:  # the objective named a run this store does not hold
+            why = type(e).__name__
+            self.notes.append(f"trial #{number}: run {child_run_id} not nested ({why})")
+
+    def finish(self, result: dict[str, Any], files: list[Path], status: str = "FINISHED") -> None:
+        """Log the summary metrics, best params (as tags: they change on resume) and files."""
+        metrics = {f"hpo/{k}": float(result[k]) for k in ("n_complete", "n_pruned", "n_failed")}
+        if result.get("best_value") is not None:
+            metrics["hpo/best_value"] = float(result["best_value"])
+        for k, v in metrics.items():
+            self.client.log_metric(self.run_id, k, v)
+        for k, v in (result.get("best_params") or {}).items():
+            self.client.set_tag(self.run_id, f"best.{k}", str(v))
+        if result.get("best_run_id"):
+            self.client.set_tag(self.run_id, "best.run_id", str(result["best_run_id"]))
+        for f in files:
+            self.client.log_artifact(self.run_id, str(f))
+        self.client.set_terminated(self.run_id, status)
