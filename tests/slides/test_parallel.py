@@ -1,0 +1,92 @@
+"""Parallel reading yields the reader's patches, in input order, and shuts down cleanly."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscope.errors import UserError
+from autoscope.slides.parallel import iter_batches
+from autoscope.slides.reader import open_reader
+from autoscope.slides.samplers import grid
+from autoscope.slides.synth import make_synthetic_slide
+
+
+def shm_names() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+@pytest.fixture(scope="module")
+def coords(synth_slide) -> np.ndarray:
+    c = grid(synth_slide.width_px, synth_slide.height_px, 224, 200)
+    rng = np.random.default_rng(0)
+    return c[rng.permutation(len(c))[:70]]  # any order: the output must keep it
+
+
+def expected(path: Path, coords: np.ndarray, mpp: float, patch_px: int) -> np.ndarray:
+    with open_reader(path) as reader:
+        return np.stack([reader.read_patch(x, y, mpp, patch_px) for x, y in coords])
+
+
+@pytest.mark.parametrize(
+    ("workers", "transport", "mpp"),
+    [(0, "shm", 0.5), (2, "shm", 0.5), (1, "pickle", 0.5), (2, "shm", 0.75)],
+)
+def test_batches_in_order(synth_slide, coords, workers: int, transport: str, mpp: float) -> None:
+    before = shm_names()
+    batches = list(
+        iter_batches(
+            str(synth_slide.path),
+            coords,
+            mpp,
+            96,
+            batch_size=16,
+            workers=workers,
+            queue_depth=3,
+            transport=transport,
+        )
+    )
+    assert [len(b) for b, _ in batches] == [16, 16, 16, 16, 6]
+    for patches, c in batches:
+        assert patches.dtype == np.uint8 and patches.shape[1:] == (96, 96, 3)
+        assert c.dtype == np.int64 and c.shape == (len(patches), 2)
+    got = np.concatenate([b for b, _ in batches])
+    assert (np.concatenate([c for _, c in batches]) == coords).all()
+    assert (got == expected(synth_slide.path, coords, mpp, 96)).all()
+    assert not mp.active_children()
+    assert shm_names() <= before, "the shared-memory ring must be unlinked"
+
+
+def test_early_break_cleans_up(synth_slide, coords) -> None:
+    before = shm_names()
+    it = iter_batches(
+        str(synth_slide.path), coords, 0.5, 64, batch_size=4, workers=2, queue_depth=2
+    )
+    first, c = next(it)
+    it.close()  # what a `break` in a for loop does
+    assert first.shape == (4, 64, 64, 3) and (c == coords[:4]).all()
+    assert not mp.active_children()
+    assert shm_names() <= before
+
+
+def test_empty_and_bad_inputs(tmp_path: Path, synth_slide) -> None:
+    empty = np.zeros((0, 2), np.int64)
+    assert list(iter_batches(str(synth_slide.path), empty, 0.5, 64, 8, 2, 2)) == []
+    with pytest.raises(UserError, match="not found"):
+        list(iter_batches(str(tmp_path / "nope.tif"), [[0, 0]], 0.5, 64, 8, 0, 2))
+    with pytest.raises(UserError, match="not found"):
+        list(iter_batches(str(tmp_path / "nope.tif"), [[0, 0]], 0.5, 64, 8, 2, 2))
+    nompp = make_synthetic_slide(
+        tmp_path / "n.tif", seed=2, width_px=600, height_px=400, with_mpp=False
+    )
+    with pytest.raises(UserError, match="no mpp"):
+        list(iter_batches(str(nompp.path), [[0, 0], [64, 0]], 0.5, 64, 1, 2, 2))
+    assert not mp.active_children()
+    got = list(iter_batches(str(nompp.path), [[0, 0]], 0.5, 64, 8, 1, 2, mpp_x=0.5))
+    assert got[0][0].shape == (1, 64, 64, 3)
+    with pytest.raises(UserError):
+        list(iter_batches(str(synth_slide.path), [[0, 0]], 0.5, 64, 0, 1, 2))
