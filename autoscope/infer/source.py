@@ -114,39 +114,28 @@ def tissue_grid(
     tissue: Callable[[np.ndarray], np.ndarray] | None,
     min_tissue: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Level-0 top-left corners of the grid tiles that hold tissue.
+    """Level-0 top-left corners of the grid tiles that hold tissue (`samplers.foreground_grid`).
 
     Returns:
         (coords int64 [N, 2], thumbnail uint8 [h, w, 3], thumbnail downsample in level-0 px per px).
     """
+    from autoscope.slides.samplers import foreground_grid
+
     width0, height0 = reader.level_dimensions[0]
-    scale0 = mpp / reader.mpp  # level-0 px per model px
-    tile0, step0 = patch_px * scale0, stride_px * scale0
+    tile0, step0 = level0_px(reader.mpp, mpp, patch_px), level0_px(reader.mpp, mpp, stride_px)
     mask_ds = max(1.0, step0 / 4)  # at least ~4 mask px per grid step
     thumb = reader.thumbnail(max(64, math.ceil(max(width0, height0) / mask_ds)))
     ds = max(width0 / thumb.shape[1], height0 / thumb.shape[0])
-    mask = (tissue or default_tissue)(thumb).astype(np.float64)
-    integral = np.pad(mask.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    nx = int((width0 - tile0) // step0) + 1 if width0 >= tile0 else 0
-    ny = int((height0 - tile0) // step0) + 1 if height0 >= tile0 else 0
-    if nx == 0 or ny == 0:
-        return np.zeros((0, 2), np.int64), thumb, ds
-    xs = np.round(np.arange(nx) * step0).astype(np.int64)
-    ys = np.round(np.arange(ny) * step0).astype(np.int64)
-    h, w = mask.shape
-    cx0 = np.clip(np.floor(xs / ds).astype(int), 0, w)
-    cx1 = np.clip(np.ceil((xs + tile0) / ds).astype(int), 0, w)
-    cy0 = np.clip(np.floor(ys / ds).astype(int), 0, h)
-    cy1 = np.clip(np.ceil((ys + tile0) / ds).astype(int), 0, h)
-    area = np.maximum((cy1 - cy0)[:, None] * (cx1 - cx0)[None, :], 1)
-    inside = (
-        integral[cy1][:, cx1]
-        - integral[cy0][:, cx1]
-        - integral[cy1][:, cx0]
-        + integral[cy0][:, cx0]
+    mask = np.asarray((tissue or default_tissue)(thumb), bool)
+    coords = foreground_grid(
+        mask, ds, tile0, step0, min_tissue, width=int(width0), height=int(height0)
     )
-    gy, gx = np.nonzero(inside / area >= min_tissue)
-    return np.stack([xs[gx], ys[gy]], axis=1).astype(np.int64), thumb, ds
+    return np.asarray(coords, np.int64), thumb, ds
+
+
+def level0_px(slide_mpp: float, mpp: float, px: int) -> int:
+    """A length of `px` pixels at `mpp`, in whole level-0 pixels of a `slide_mpp` slide."""
+    return max(1, round(px * mpp / slide_mpp))
 
 
 def _thread_batches(
