@@ -1,0 +1,1 @@
+"""Models: architectures, the patch classifier, the LightningModule, losses, data and the zoo."""

@@ -1,0 +1,129 @@
+"""PatchClassifier: a backbone plus its input spec; normalises inside, so callers pass pixels."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoscope.errors import UserError
+
+
+class PatchClassifier(nn.Module):
+    """Classify patches: uint8 `[N,H,W,3]` (or float `[N,3,H,W]`) in, logits `[N,C]` out.
+
+    Args:
+        net: backbone mapping normalised float `[N,3,H,W]` to logits.
+        mean: per-channel mean of pixels scaled to [0, 1].
+        std: per-channel standard deviation of pixels scaled to [0, 1].
+        channels_last: run the backbone in channels-last memory format (faster convolutions).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.channels_last = channels_last
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def prepare(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Turn uint8 `[N,H,W,3]` or float `[N,3,H,W]` in [0, 1] into the backbone's input."""
+        if x.dtype == torch.uint8:
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            normalize = True
+        if normalize:
+            x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Logits for a batch.
+
+        Args:
+            x: uint8 `[N,H,W,3]` pixels, or float `[N,3,H,W]` in [0, 1] (`normalize=True`) or
+                already normalised (`normalize=False`).
+            normalize: whether float input still needs the mean/std normalisation.
+        """
+        return self.net(self.prepare(x, normalize))
+
+    @torch.no_grad()
+    def predict_tta(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Softmax probabilities averaged over the 8 flip/rot90 views (dihedral test-time aug)."""
+        x = self.prepare(x, normalize)
+        probs = torch.zeros(())
+        for k in range(4):
+            r = torch.rot90(x, k, dims=(2, 3))
+            for v in (r, torch.flip(r, dims=(3,))):
+                probs = probs + torch.softmax(self.net(v).float(), dim=1)
+        return probs / 8.0
+
+    @classmethod
+    def build(cls, model_cfg: Mapping[str, Any], num_classes: int) -> PatchClassifier:
+        """Instantiate from a model config (`conf/model/*.yaml`) without loading weights."""
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        mc = OmegaConf.create(dict(model_cfg)) if not OmegaConf.is_config(model_cfg) else model_cfg
+        net = instantiate(mc.net, num_classes=num_classes)
+        return cls(net, mean=list(mc.mean), std=list(mc.std), channels_last=bool(mc.channels_last))
+
+    @classmethod
+    def from_files(
+        cls, spec_json: str | Path, weights_pt: str | Path, map_location: str = "cpu"
+    ) -> PatchClassifier:
+        """Rebuild a trained classifier from its `spec.json` and `model.pt` state dict.
+
+        Raises:
+            UserError: a file is missing or the weights do not fit the spec.
+        """
+        spec_path, weights_path = Path(spec_json), Path(weights_pt)
+        for p in (spec_path, weights_path):
+            if not p.is_file():
+                raise UserError(f"model file not found: {p}")
+        spec = json.loads(spec_path.read_text())
+        arch = dict(spec["arch"])
+        arch["mean"], arch["std"] = spec["input"]["mean"], spec["input"]["std"]
+        model = cls.build(arch, int(spec["num_classes"]))
+        state = torch.load(weights_path, map_location=map_location, weights_only=True)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise UserError(f"{weights_path}: weights do not fit {spec_path} ({first})") from None
+        return model.eval()
+
+
+def make_spec(
+    model_cfg: Mapping[str, Any], classes: list[dict], mpp: float | None, patch_px: int
+) -> dict:
+    """The `spec.json` of the contract: arch, classes, input {mpp, patch_px, mean, std}."""
+    from omegaconf import OmegaConf
+
+    mc = model_cfg
+    if OmegaConf.is_config(mc):
+        mc = OmegaConf.to_container(mc, resolve=True)
+    arch = {k: v for k, v in dict(mc).items() if k != "pretrained"}
+    return {
+        "arch": arch,
+        "classes": [dict(c) for c in classes],
+        "input": {
+            "mpp": mpp,
+            "patch_px": int(patch_px),
+            "mean": list(arch["mean"]),
+            "std": list(arch["std"]),
+        },
+        "num_classes": len(classes),
+    }

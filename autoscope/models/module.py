@@ -1,0 +1,117 @@
+"""The LightningModule of patch classification: loss, metrics, optimiser and schedule."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from autoscope.models.classifier import PatchClassifier
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """acc (micro), bal_acc (mean per-class recall) and f1 (macro) under `prefix`."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "bal_acc": MulticlassAccuracy(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class PatchClassifierModule(L.LightningModule):
+    """Train a PatchClassifier; logs `train|val|test/{loss,acc,bal_acc,f1}` per epoch.
+
+    Args:
+        model: the classifier (normalises inside; training batches arrive normalised).
+        loss: loss module `(logits, target) -> scalar`.
+        optimizer: partial taking the parameters (a `_partial_: true` config).
+        scheduler: partial taking the optimiser (and `total_steps`/`T_max` when it has one), or
+            None; stepped every batch.
+        num_classes: number of classes.
+        tta: average the 8 flip/rot90 views at test time.
+    """
+
+    def __init__(
+        self,
+        model: PatchClassifier,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None,
+        num_classes: int,
+        tta: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
+        self.num_classes, self.tta = num_classes, tta
+        self.train_metrics = _metrics(num_classes, "train/")
+        self.val_metrics = _metrics(num_classes, "val/")
+        self.test_metrics = _metrics(num_classes, "test/")
+        self.test_preds: list[torch.Tensor] = []
+        self.test_targets: list[torch.Tensor] = []
+        self.test_probs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits; uint8 input is normalised inside, float input must be normalised already."""
+        return self.model(x, normalize=False)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        self.train_metrics.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_metrics.update(logits, y)
+        self.log("val/loss", self.loss(logits, y), on_epoch=True, batch_size=len(y))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        if self.tta:
+            probs = self.model.predict_tta(x, normalize=False)
+        else:
+            probs = torch.softmax(self(x).float(), dim=1)
+        logp = probs.clamp_min(1e-8).log()
+        self.test_metrics.update(probs, y)
+        self.log("test/loss", nn.functional.nll_loss(logp, y), on_epoch=True, batch_size=len(y))
+        self.test_probs.append(probs.cpu())
+        self.test_preds.append(probs.argmax(1).cpu())
+        self.test_targets.append(y.cpu())
+
+    def on_test_epoch_start(self) -> None:
+        self.test_preds, self.test_targets, self.test_probs = [], [], []
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def configure_optimizers(self) -> dict:
+        """The optimiser partial on all parameters; the scheduler partial stepped per batch."""
+        opt = self.optimizer_fn(params=self.parameters())
+        if self.scheduler_fn is None:
+            return {"optimizer": opt}
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        params = inspect.signature(self.scheduler_fn).parameters
+        extra = {k: steps for k in ("total_steps", "T_max") if k in params}
+        sched = self.scheduler_fn(opt, **extra)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
