@@ -1,0 +1,228 @@
+"""Dataset sources -> a plan: one row per patch to cut, before any pixel is read.
+
+Annotation files are matched to registered slides by file stem (= slide name), by an explicit
+`slide:` or by a `files: {slide: annotation}` mapping. Everything is validated here (classes,
+geometry, slides), so a bad input fails before anything is written.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autoscope.datasets import sampling
+from autoscope.datasets.annotations import read_annotations
+from autoscope.datasets.classes import ClassMapper
+from autoscope.errors import UserError
+
+ANNOTATION_TYPES = {
+    "geojson": (".geojson", ".json"),
+    "xml": (".xml",),
+    "points": (".geojson", ".json", ".csv"),
+}
+IMAGE_TYPES = {"folder", "csv"}
+SLIDE_TYPES = {"slide_labels"}
+
+
+def _opt(src: Any, ds: Any, key: str, default: Any = None) -> Any:
+    """A per-source setting, falling back to the dataset-wide one."""
+    if key in src and src[key] is not None:
+        return src[key]
+    return ds.get(key, default)
+
+
+def annotation_files(src: Any, where: str) -> list[tuple[str | None, Path]]:
+    """(slide ref or None for "by stem", file) pairs of an annotation source."""
+    suffixes = ANNOTATION_TYPES[src["type"]]
+    if src.get("files"):
+        return [(str(k), Path(str(v))) for k, v in dict(src["files"]).items()]
+    if src.get("glob"):
+        hits = sorted(Path(p) for p in globlib.glob(str(src["glob"]), recursive=True))
+        if not hits:
+            raise UserError(f"{where}.glob '{src['glob']}' matches no files")
+        return [(None, p) for p in hits]
+    if src.get("path"):
+        p = Path(str(src["path"]))
+        if p.is_dir():
+            hits = sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes)
+            if not hits:
+                raise UserError(f"{where}.path '{p}' holds no {'/'.join(suffixes)} files")
+            return [(None, q) for q in hits]
+        return [(src.get("slide"), p)]
+    raise UserError(f"{where} needs one of path, glob or files")
+
+
+def find_slide(registry: pd.DataFrame, ref: str, where: str) -> pd.Series:
+    """The registry row of a slide name or slide_id (prefix); it must be usable (status ok)."""
+    hits = registry[(registry["name"] == ref) | (registry["slide_id"] == ref)]
+    if hits.empty:
+        hits = (
+            registry[registry["slide_id"].astype(str).str.startswith(ref)]
+            if len(ref) >= 6
+            else hits
+        )
+    if hits.empty:
+        raise UserError(
+            f"{where}: slide '{ref}' is not in the registry (run `autoscope slides ingest`)"
+        )
+    if len(hits) > 1:
+        raise UserError(
+            f"{where}: slide '{ref}' is ambiguous ({len(hits)} registered slides match)"
+        )
+    row = hits.iloc[0]
+    if row["status"] != "ok":
+        raise UserError(
+            f"{where}: slide '{ref}' is not usable (status {row['status']}: {row['error']})"
+        )
+    return row
+
+
+def _geometry(row: pd.Series) -> tuple[int, int, float]:
+    return int(row["width_px"]), int(row["height_px"]), float(row["mpp_x"])
+
+
+def _rows(
+    row: pd.Series, xy: np.ndarray, labels: np.ndarray, level: str, source: str
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "slide_id": row["slide_id"],
+            "slide": row["name"],
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "label_idx": labels.astype(np.int64),
+            "label_level": level,
+            "source": source,
+            "point_x": np.nan,
+            "point_y": np.nan,
+        }
+    )
+
+
+def plan_annotations(
+    src: Any,
+    ds: Any,
+    registry: pd.DataFrame,
+    mapper: ClassMapper,
+    rng: np.random.Generator,
+    where: str,
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """Plan rows (and kept points) of a geojson / xml / points source."""
+    import shapely
+
+    frames, points = [], []
+    mpp, patch_px = float(ds.mpp), int(ds.patch_px)
+    for ref, path in annotation_files(src, where):
+        row = find_slide(registry, ref or path.stem, f"{path}")
+        ann = read_annotations(path)
+        w, h, slide_mpp = _geometry(row)
+        ann.check_inside(w, h)
+        fp = patch_px * mpp / slide_mpp
+        stride = float(_opt(src, ds, "stride_px", patch_px)) * mpp / slide_mpp
+        max_n = _opt(src, ds, "max_patches_per_slide")
+        by_class: dict[int, list] = {}
+        for r in ann.regions:
+            idx = mapper.index(r.label, f"{path}: {r.feature}")
+            if idx is not None:
+                by_class.setdefault(idx, []).append(r.geometry)
+        if by_class:
+            union = {k: shapely.union_all(v) for k, v in sorted(by_class.items())}
+            xy, lab = sampling.in_regions(
+                union, fp, stride, float(_opt(src, ds, "min_overlap", 0.5)), w, h
+            )
+            keep = sampling.cap(len(xy), max_n, rng)
+            frames.append(
+                _rows(row, xy[keep], lab[keep], _opt(src, ds, "label_level", "tissue"), str(path))
+            )
+        kept = [(p, mapper.index(p.label, f"{path}: {p.feature}")) for p in ann.points]
+        kept = [(p, i) for p, i in kept if i is not None]
+        if kept:
+            pts = np.array([[p.x, p.y] for p, _ in kept])
+            lab = np.array([i for _, i in kept], np.int64)
+            points.append(
+                pd.DataFrame(
+                    {
+                        "slide_id": row["slide_id"],
+                        "slide": row["name"],
+                        "x": pts[:, 0],
+                        "y": pts[:, 1],
+                        "label_idx": lab,
+                        "source": str(path),
+                    }
+                )
+            )
+            keep = sampling.cap(len(pts), max_n, rng)
+            f = _rows(
+                row, sampling.around_points(pts[keep], fp, w, h), lab[keep], "cell", str(path)
+            )
+            f["point_x"], f["point_y"] = pts[keep, 0], pts[keep, 1]
+            frames.append(f)
+    return frames, points
+
+
+def _tissue_mask(cfg: Any, row: pd.Series) -> tuple[np.ndarray, float]:
+    """The slide's low-resolution tissue mask and its downsample (level-0 px per mask px)."""
+    mask_path = row.get("tissue_mask")
+    if isinstance(mask_path, str) and mask_path and Path(mask_path).is_file():
+        from PIL import Image
+
+        mask = np.asarray(Image.open(mask_path).convert("L")) > 0
+        return mask, float(row["width_px"]) / mask.shape[1]
+    from omegaconf import OmegaConf
+
+    from autoscope.slides.reader import open_reader
+    from autoscope.slides.tissue import TissueDetector
+
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.tissue).items() if k != "_target_"}
+    with open_reader(row["path"], mpp_x=float(row["mpp_x"])) as reader:
+        thumb = reader.thumbnail(1024)
+    return TissueDetector(**kwargs).mask(thumb), float(row["width_px"]) / thumb.shape[1]
+
+
+def plan_slide_labels(
+    cfg: Any,
+    src: Any,
+    ds: Any,
+    registry: pd.DataFrame,
+    mapper: ClassMapper,
+    rng: np.random.Generator,
+    where: str,
+) -> list[pd.DataFrame]:
+    """Organ/slide-level patches from the tissue area of slides with a label."""
+    if src.get("path"):
+        table = pd.read_csv(str(src["path"]))
+        if not {"slide", "label"} <= set(table.columns):
+            raise UserError(f"{src['path']}: a slide-label CSV needs columns slide,label")
+        pairs = list(zip(table["slide"].astype(str), table["label"], strict=True))
+        origin = str(src["path"])
+    else:
+        col = src.get("column")
+        if not col or col not in registry.columns:
+            raise UserError(
+                f"{where}.column '{col}' is not a registry column (or give path: a CSV)"
+            )
+        ok = registry[(registry["status"] == "ok") & registry[col].notna()]
+        pairs = list(zip(ok["name"].astype(str), ok[col], strict=True))
+        origin = f"registry:{col}"
+    mpp, patch_px = float(ds.mpp), int(ds.patch_px)
+    frames = []
+    for ref, label in pairs:
+        row = find_slide(registry, ref, origin)
+        idx = mapper.index(str(label), f"{origin}: slide '{ref}'")
+        if idx is None:
+            continue
+        w, h, slide_mpp = _geometry(row)
+        fp = patch_px * mpp / slide_mpp
+        stride = float(_opt(src, ds, "stride_px", patch_px)) * mpp / slide_mpp
+        mask, down = _tissue_mask(cfg, row)
+        xy = sampling.in_mask(
+            mask, down, fp, stride, float(_opt(src, ds, "min_overlap", 0.5)), w, h
+        )
+        xy = xy[sampling.cap(len(xy), _opt(src, ds, "max_patches_per_slide"), rng)]
+        labels = np.full(len(xy), idx, np.int64)
+        frames.append(_rows(row, xy, labels, _opt(src, ds, "label_level", "organ"), origin))
+    return frames

@@ -1,0 +1,104 @@
+"""`autoscope dataset build|list|show|diff`: wiring only; the work is in autoscope.datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from autoscope.errors import UserError
+
+
+def _parse(prog: str, flags: list[str], *positional: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"autoscope dataset {prog}", add_help=False)
+    for name in positional:
+        parser.add_argument(name, nargs="?" if name == "name" else None)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    args, unknown = parser.parse_known_args(flags)
+    if unknown:
+        raise UserError(f"dataset {prog}: unexpected argument '{unknown[0]}'")
+    return args
+
+
+def build(cfg: Any) -> dict:
+    """Build the dataset `cfg.dataset` and print where its report is."""
+    from autoscope.datasets.build import build_dataset
+
+    result = build_dataset(cfg)
+    print(f"dataset {result['name']} version {result['version']}: {result['dir']}")
+    print(f"report: {result['report']}")
+    return result
+
+
+def list_view(cfg: Any, flags: list[str]) -> None:
+    """Table of the project's datasets: name, patches, classes, version."""
+    from autoscope.datasets.store import dataset_version, list_datasets
+
+    args = _parse("list", flags)
+    rows = []
+    for d in list_datasets(cfg):
+        stats = json.loads((d / "stats.json").read_text()) if (d / "stats.json").is_file() else {}
+        rows.append(
+            {
+                "name": d.name,
+                "patches": stats.get("patches"),
+                "patch_px": stats.get("patch_px"),
+                "mpp": stats.get("mpp"),
+                "splits": stats.get("by_split"),
+                "version": dataset_version(d),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print(
+            f"no datasets in project '{cfg.project.name}' "
+            "(autoscope dataset build <recipe> dataset=<name>)"
+        )
+        return
+    print(f"{'name':<24}{'patches':>9}{'patch_px':>9}{'mpp':>6}  {'train/val/test':<18}version")
+    for r in rows:
+        s = r["splits"] or {}
+        tvt = f"{s.get('train', 0)}/{s.get('val', 0)}/{s.get('test', 0)}"
+        head = f"{r['name']:<24}{r['patches']:>9}{r['patch_px']:>9}{r['mpp']:>6}"
+        print(f"{head}  {tvt:<18}{r['version']}")
+
+
+def show_view(cfg: Any, flags: list[str]) -> None:
+    """One dataset (flag `name`, default cfg.dataset.name): stats, splits, version, report."""
+    from autoscope.datasets.store import dataset_dir, dataset_version
+
+    args = _parse("show", flags, "name")
+    d = dataset_dir(cfg, args.name)
+    if not (d / "stats.json").is_file():
+        raise UserError(f"no dataset at {d} (build it with `autoscope dataset build`)")
+    stats = json.loads((d / "stats.json").read_text())
+    stats["version"], stats["dir"] = dataset_version(d), str(d)
+    stats["report"] = str(d / "report" / "report.md")
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return
+    print(f"dataset {stats['name']}  version {stats['version']}\n  folder {d}")
+    print(
+        f"  {stats['patches']} patches, {stats['patch_px']} px at {stats['mpp']} um/px, "
+        f"split by {stats['split_by']}"
+    )
+    for s, per in stats["by_split_class"].items():
+        counts = ", ".join(f"{c}={n}" for c, n in per.items())
+        print(
+            f"  {s:<5} {stats['by_split'][s]:>7}  ({stats['groups_per_split'][s]} groups: {counts})"
+        )
+    print(f"  label levels: {stats['by_label_level']}  slides: {len(stats['by_slide'])}")
+    print(f"  colour mean {stats['colour']['mean']} std {stats['colour']['std']}")
+    print(f"  report {stats['report']}")
+
+
+def diff_view(cfg: Any, flags: list[str]) -> None:
+    """Patches added/removed and class counts changed between datasets `a` and `b`."""
+    from autoscope.datasets.diff import diff_datasets, format_diff
+    from autoscope.datasets.store import dataset_dir
+
+    args = _parse("diff", flags, "a", "b")
+    d = diff_datasets(dataset_dir(cfg, args.a), dataset_dir(cfg, args.b))
+    print(json.dumps(d, indent=2) if args.json else format_diff(d))
