@@ -1,0 +1,53 @@
+"""Small models and archived-model folders for the inference tests (no training needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CLASSES = [{"name": "tumor", "color": "#d62728"}, {"name": "stroma", "color": "#1f77b4"}]
+TINY_ARCH = {
+    "name": "tiny_cnn",
+    "net": {
+        "_target_": "autoscope.models.archs.small_resnet",
+        "widths": [4, 8],
+        "depths": [1, 1],
+        "stem_width": 4,
+        "stem_stride": 2,
+        "dropout": 0.0,
+    },
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "channels_last": False,
+}
+
+
+def tiny_classifier(seed: int = 0) -> Any:
+    """A real `PatchClassifier` (uint8 NHWC in, logits out) with a few hundred weights."""
+    import torch
+
+    from autoscope.models.classifier import PatchClassifier
+
+    torch.manual_seed(seed)
+    return PatchClassifier.build(TINY_ARCH, len(CLASSES)).eval()
+
+
+def archive_model(
+    models_dir: Path, name: str = "tissue_classification", version: int = 1, *,
+    mpp: float = 2.0, patch_px: int = 32,
+) -> Path:
+    """Write `models_dir/<name>/v<N>/{metadata.json, spec.json, model.pt}` like `archive` does."""
+    import torch
+
+    from autoscope.models.classifier import make_spec
+
+    out = models_dir / name / f"v{version}"
+    out.mkdir(parents=True)
+    model = tiny_classifier(seed=version)
+    spec = make_spec(TINY_ARCH, CLASSES, mpp=mpp, patch_px=patch_px)
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "spec.json").write_text(json.dumps(spec))
+    card = {"name": name, "version": version, **spec, "weights": "model.pt", "spec": "spec.json"}
+    (out / "metadata.json").write_text(json.dumps(card))
+    return out
