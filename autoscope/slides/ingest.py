@@ -22,14 +22,23 @@ def _path_id(path: Path, prefix: str) -> str:
     return prefix + hashlib.sha256(str(path).encode()).hexdigest()[:14]
 
 
+def _num(v: Any) -> float | None:
+    """A positive float, or None for missing / NaN / non-numeric values."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f > 0 else None  # NaN > 0 is False
+
+
 def resolve_mpp(row: dict, meta: dict, recipe_mpp: float | None) -> tuple[float | None, float | None, str]:
     """Pick MPP: metadata CSV (a person's value) > the file > the recipe's fallback > missing."""
-    mx = meta.get("mpp_x", meta.get("mpp"))
-    my = meta.get("mpp_y", meta.get("mpp", mx))
+    mx = _num(meta.get("mpp_x", meta.get("mpp")))
+    my = _num(meta.get("mpp_y", meta.get("mpp"))) or mx
     if mx:
-        return float(mx), float(my or mx), "metadata"
-    if row.get("file_mpp_x"):
-        return row["file_mpp_x"], row.get("file_mpp_y") or row["file_mpp_x"], "file"
+        return mx, my, "metadata"
+    if fx := _num(row.get("file_mpp_x")):
+        return fx, _num(row.get("file_mpp_y")) or fx, "file"
     if recipe_mpp:
         return float(recipe_mpp), float(recipe_mpp), "recipe"
     return None, None, "missing"
@@ -94,7 +103,13 @@ class Ingest:
         if old is not None and old.get("status") in ("ok", "no_mpp") and Path(str(old["thumbnail"])).is_file():
             action = "unchanged" if old["path"] == str(path) else "moved"
             old.update(path=str(path), name=path.stem, file_mtime=st.st_mtime)
-            self._record(self._with_mpp(old, meta), action)
+            row = self._with_mpp(old, meta)
+            if row["mpp_x"] and _num(row.get("mask_mpp")) is None:  # MPP became known: scale the mask
+                from PIL import Image
+
+                with Image.open(str(row["tissue_mask"])) as m:
+                    row["mask_mpp"] = round(row["mpp_x"] * float(row["width_px"]) / m.width, 4)
+            self._record(row, action)
             return
         try:
             row = {"slide_id": sid, "name": path.stem, "path": str(path), "file_mtime": st.st_mtime,

@@ -49,7 +49,7 @@ def by_name(cfg) -> dict:
 
 
 def test_ingest_records_facts_and_bad_input(ws, capsys):
-    shutil.copy(FIX / "cmu-1-small-region.svs", ws / "src" / "again.svs")
+    shutil.copy(FIX / "cmu-1-small-region.svs", ws / "src" / "z_again.svs")
     (ws / "src" / "folder.svs").mkdir()
     (ws / "meta.csv").write_text("path,scanner\nsrc/cmu-1-small-region.svs,GT450\nsrc/gone.svs,AT2\n")
     cfg = make_cfg(ws, f"slides.metadata={ws / 'meta.csv'}")
@@ -66,7 +66,7 @@ def test_ingest_records_facts_and_bad_input(ws, capsys):
     assert rows["broken"]["status"] == "failed" and "corrupt" in rows["broken"]["error"]
     stripped = rows["kidney-48-5-stripped"]
     assert stripped["status"] == "failed" and "stripped, not tiled" in stripped["error"]
-    assert rows["again"]["status"] == "duplicate" and "same content" in rows["again"]["error"]
+    assert rows["z_again"]["status"] == "duplicate" and "same content" in rows["z_again"]["error"]
     assert rows["folder"]["status"] == "failed" and "directory" in rows["folder"]["error"]
     assert rows["gone"]["status"] == "missing" and "not found" in rows["gone"]["error"]
     assert rows["nompp"]["status"] == "no_mpp" and rows["nompp"]["mpp_source"] == "missing"
@@ -109,6 +109,7 @@ def test_missing_mpp_becomes_usable_from_csv_or_recipe(ws):
     ingest(cfg)
     row = by_name(cfg)["nompp"]
     assert row["status"] == "ok" and row["mpp_x"] == 0.25 and row["mpp_source"] == "metadata"
+    assert row["mask_mpp"] == pytest.approx(0.25 * 32, rel=0.05)
     cfg = make_cfg(ws, "slides.mpp=0.5")
     ingest(cfg)
     row = by_name(cfg)["nompp"]
