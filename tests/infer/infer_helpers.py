@@ -34,8 +34,12 @@ def tiny_classifier(seed: int = 0) -> Any:
 
 
 def archive_model(
-    models_dir: Path, name: str = "tissue_classification", version: int = 1, *,
-    mpp: float = 2.0, patch_px: int = 32,
+    models_dir: Path,
+    name: str = "tissue_classification",
+    version: int = 1,
+    *,
+    mpp: float = 2.0,
+    patch_px: int = 32,
 ) -> Path:
     """Write `models_dir/<name>/v<N>/{metadata.json, spec.json, model.pt}` like `archive` does."""
     import torch

@@ -9,31 +9,47 @@ import openslide
 import pandas as pd
 import pytest
 import shapely
+from infer_helpers import CLASSES, tiny_classifier
 from shapely.geometry import shape
 
 from autoscope.infer.engine import SlideError, infer_slide, predict_slide
-from infer_helpers import CLASSES, tiny_classifier
 
 
 @pytest.fixture(scope="module")
 def slide_out(synth_slide, tmp_path_factory):
     out = tmp_path_factory.mktemp("infer")
     summary = infer_slide(
-        tiny_classifier(), synth_slide.path, out, mpp=2.0, patch_px=32, classes=CLASSES,
-        batch_size=32, workers=2, progress=False, model_info={"name": "tiny"},
+        tiny_classifier(),
+        synth_slide.path,
+        out,
+        mpp=2.0,
+        patch_px=32,
+        classes=CLASSES,
+        batch_size=32,
+        workers=2,
+        progress=False,
+        model_info={"name": "tiny"},
     )
     return out / "synth_000", summary
 
 
 def test_outputs_exist_and_open(slide_out):
     folder, summary = slide_out
-    names = {"tiles.parquet", "heatmap.png", "heatmap.tif", "regions.geojson", "overview.png",
-             "summary.json"}
+    names = {
+        "tiles.parquet",
+        "heatmap.png",
+        "heatmap.tif",
+        "regions.geojson",
+        "overview.png",
+        "summary.json",
+    }
     assert names <= {p.name for p in folder.iterdir()}
     assert not list(folder.parent.glob(".*tmp*")), "no temporary folder left behind"
     tif = openslide.OpenSlide(str(folder / "heatmap.tif"))
     assert tif.level_count >= 2
-    assert float(tif.properties["openslide.mpp-x"]) == pytest.approx(summary["overlay"]["mpp"], 1e-3)
+    assert float(tif.properties["openslide.mpp-x"]) == pytest.approx(
+        summary["overlay"]["mpp"], 1e-3
+    )
     w0, h0 = tif.level_dimensions[0]
     ratio = summary["overlay"]["mpp"] / summary["slide"]["mpp"]
     assert w0 * ratio == pytest.approx(summary["slide"]["width_px"], abs=ratio)
@@ -100,7 +116,13 @@ def _naive(model, path, coords, level, patch_px):
 def test_engine_equals_naive_loop(synth_slide):
     model = tiny_classifier()
     pred = predict_slide(
-        model, synth_slide.path, mpp=1.0, patch_px=32, batch_size=16, workers=2, progress=False,
+        model,
+        synth_slide.path,
+        mpp=1.0,
+        patch_px=32,
+        batch_size=16,
+        workers=2,
+        progress=False,
         device="cpu",
     )
     assert len(pred.coords) > 50
@@ -111,8 +133,15 @@ def test_engine_equals_naive_loop(synth_slide):
 
 def test_corrupt_slide_raises_slide_error(fixtures_dir, tmp_path):
     with pytest.raises(SlideError, match="broken.svs"):
-        infer_slide(tiny_classifier(), fixtures_dir / "broken.svs", tmp_path, mpp=2.0,
-                    patch_px=32, classes=CLASSES, progress=False)
+        infer_slide(
+            tiny_classifier(),
+            fixtures_dir / "broken.svs",
+            tmp_path,
+            mpp=2.0,
+            patch_px=32,
+            classes=CLASSES,
+            progress=False,
+        )
     assert not list(tmp_path.iterdir())
 
 

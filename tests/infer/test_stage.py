@@ -83,12 +83,26 @@ def test_model_versions_and_errors(tmp_path):
 def test_select_slides_by_glob_list_and_query(tmp_path, fixtures_dir):
     import pandas as pd
 
-    reg = pd.DataFrame([
-        {"slide_id": "a" * 16, "name": "cmu-1-small-region", "status": "ok", "mpp_x": 0.5,
-         "mpp_source": "metadata", "path": str((fixtures_dir / "cmu-1-small-region.svs").resolve())},
-        {"slide_id": "b" * 16, "name": "broken", "status": "failed", "mpp_x": None,
-         "mpp_source": "missing", "path": str((fixtures_dir / "broken.svs").resolve())},
-    ])
+    reg = pd.DataFrame(
+        [
+            {
+                "slide_id": "a" * 16,
+                "name": "cmu-1-small-region",
+                "status": "ok",
+                "mpp_x": 0.5,
+                "mpp_source": "metadata",
+                "path": str((fixtures_dir / "cmu-1-small-region.svs").resolve()),
+            },
+            {
+                "slide_id": "b" * 16,
+                "name": "broken",
+                "status": "failed",
+                "mpp_x": None,
+                "mpp_source": "missing",
+                "path": str((fixtures_dir / "broken.svs").resolve()),
+            },
+        ]
+    )
     jobs = select_slides("status == 'ok'", reg)
     assert [(j.name, j.mpp_x) for j in jobs] == [("cmu-1-small-region", 0.5)]
     jobs = select_slides(str(fixtures_dir / "*.svs"), reg)
