@@ -43,6 +43,24 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _split(args: list[str]) -> tuple[list[str], list[str]]:
+    """Separate Hydra overrides (`key=value`) from view flags (`--flag value`, positionals)."""
+    overrides: list[str] = []
+    flags: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-"):
+            flags.append(a)
+            if "=" not in a and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            (overrides if "=" in a else flags).append(a)
+        i += 1
+    return overrides, flags
+
+
 def _fail(msg: str, code: int = 2) -> int:
     print(f"autoscope: error: {msg}", file=sys.stderr)
     return code
@@ -69,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     target, kind, _ = STAGES[(stage, verb)]
     multirun = "-m" in argv or "--multirun" in argv
     rest = [a for a in argv if a not in ("-m", "--multirun")]
-    overrides = [a for a in rest if "=" in a and not a.startswith("-")]
-    flags = [a for a in rest if a not in overrides]
+    overrides, flags = _split(rest)
     if kind == "action" and flags:
         return _fail(f"unexpected argument '{flags[0]}' (actions take key=value overrides)")
     try:

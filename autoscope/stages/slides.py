@@ -41,7 +41,7 @@ def list_view(cfg: Any, flags: list[str]) -> None:
 
     p = _parser("autoscope slides list")
     p.add_argument("--where", help="pandas query over registry and metadata columns")
-    p.add_argument("--sort", help="column to sort by; prefix '-' for descending")
+    p.add_argument("--sort", help="column to sort by; --sort=-COL for descending")
     p.add_argument("--columns", help="comma-separated columns to show (default: a summary set)")
     try:
         a = p.parse_args(flags)
