@@ -82,11 +82,13 @@ def make_region(path: Path, feature: str, label: str, rings: list[list[list[Any]
 
 def check_polygon(path: Path, feature: str, label: str, geom: Any, shapely: Any) -> Region:
     """Reject empty, degenerate and self-intersecting polygons."""
-    if geom.is_empty or geom.area <= 0:
-        raise UserError(f"{path}: {feature} ('{label}') is an empty polygon (no area)")
+    if geom.is_empty:
+        raise UserError(f"{path}: {feature} ('{label}') is an empty polygon")
     if not geom.is_valid:
-        why = shapely.validation.explain_validity(geom)
+        why = shapely.is_valid_reason(geom)
         raise UserError(f"{path}: {feature} ('{label}') is an invalid polygon: {why}")
+    if geom.area <= 0:
+        raise UserError(f"{path}: {feature} ('{label}') is an empty polygon (no area)")
     return Region(label, geom, feature)
 
 

@@ -224,5 +224,5 @@ def plan_slide_labels(
         )
         xy = xy[sampling.cap(len(xy), _opt(src, ds, "max_patches_per_slide"), rng)]
         labels = np.full(len(xy), idx, np.int64)
-        frames.append(_rows(row, xy, labels, _opt(src, ds, "label_level", "organ"), origin))
+        frames.append(_rows(row, xy, labels, src.get("label_level") or "organ", origin))
     return frames

@@ -61,8 +61,10 @@ def assign_splits(
     todo.sort(key=lambda g: -counts[g].sum())
     for g in todo:
         w = counts[g] / max(counts[g].sum(), 1)
-        need = np.clip(target - current, 0, None) @ w / np.maximum(target.sum(axis=1), 1e-9)
-        s = int(np.argmax(need))
+        gap = np.clip(target - current, 0, None)
+        need = (gap / np.maximum(target, 1e-9)) @ w  # how much of its quota of these classes
+        overall = gap.sum(axis=1) / np.maximum(target.sum(axis=1), 1e-9)
+        s = max(range(len(names)), key=lambda i: (round(float(need[i]), 9), overall[i]))
         group_split[g] = names[s]
         current[s] += counts[g]
     return pd.Series([group_split[g] for g in inverse], index=df.index, dtype=object)
