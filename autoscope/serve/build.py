@@ -1,0 +1,122 @@
+"""Build a bento from `conf/package/`: resolve archived models, pin packages, `bentoml build`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from autoscope.errors import UserError
+
+SERVICE = "autoscope.serve.service:PatchService"
+
+
+def pinned(names: list[str], constraints: Path) -> list[str]:
+    """`name==version` for each package, the version read from the constraints file.
+
+    Raises:
+        UserError: a package is not pinned there.
+    """
+    pins: dict[str, str] = {}
+    for line in constraints.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    out = []
+    for name in names:
+        key = str(name).lower().replace("_", "-")
+        if key not in pins:
+            raise UserError(f"package.python_packages: '{name}' is not pinned in {constraints}")
+        out.append(f"{name}=={pins[key]}")
+    return out
+
+
+def resolve_models(client: Any, project: str, models: list[Any]) -> list[str]:
+    """BentoML tags of the packaged models, looked up in the MLflow registry (the index).
+
+    Raises:
+        UserError: unknown model, version or alias, or one missing from the BentoML store.
+    """
+    from autoscope.archive import bento_store, registry
+
+    tags = []
+    for i, m in enumerate(models):
+        name = registry.registry_name(project, str(m["name"]))
+        ref = m.get("version") if m.get("version") is not None else m.get("alias")
+        if ref is None:
+            raise UserError(f"package.models[{i}]: give a version or an alias for '{m['name']}'")
+        try:
+            version = registry.resolve_version(client, name, ref)
+        except LookupError as e:
+            raise UserError(f"package.models[{i}]: {e} (run `autoscope archive` first)") from None
+        mv = client.get_model_version(name, str(version))
+        tag = mv.tags.get("bentoml_tag")
+        if not tag or not bento_store.has_model(tag):
+            raise UserError(f"package.models[{i}]: {name} v{version} is not in the BentoML store")
+        tags.append(tag)
+    return tags
+
+
+def bentofile(cfg: Any, tags: list[str], packages: list[str]) -> dict[str, Any]:
+    """The `bentofile.yaml` content; the service settings ride along as the bento's arguments."""
+    p = cfg.package
+    settings = {
+        "name": str(p.name),
+        "purpose": str(p.purpose),
+        "models": tags,
+        "max_batch_size": int(p.batching.max_batch_size),
+        "max_latency_ms": int(p.batching.max_latency_ms),
+        "workers": int(p.workers),
+        "resources": {k: v for k, v in dict(p.resources).items()},
+        "timeout_s": int(p.timeout_s),
+        "allowed_roots": [str(r) for r in p.allowed_roots],
+        "jobs_dir": str(p.jobs_dir),
+        "infer": dict(p.infer),
+    }
+    return {
+        "service": SERVICE,
+        "name": str(p.name),
+        "description": str(p.purpose),
+        "labels": {
+            "project": str(cfg.project.name),
+            "models": ",".join(t.replace(":", "-") for t in tags)[:60],
+        },
+        "include": ["autoscope/**/*.py"],
+        "exclude": ["**/__pycache__"],
+        "python": {"packages": packages, "lock_packages": False},
+        "docker": {"distro": "debian", "python_version": "3.11"},
+        "models": tags,
+        "args": {"config": settings},
+    }
+
+
+def build_bento(bentofile_path: Path, build_ctx: Path, bentoml_home: Path) -> str:
+    """Run `bentoml build` (its own process, `BENTOML_HOME` from the config); return the tag.
+
+    Raises:
+        UserError: the build failed (the last line of BentoML's message).
+    """
+    env = dict(os.environ, BENTOML_HOME=str(bentoml_home), BENTOML_DO_NOT_TRACK="True")
+    exe = Path(sys.executable).with_name("bentoml")
+    cmd = [str(exe), "build", "-f", str(bentofile_path), "--output", "tag", str(build_ctx)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=build_ctx)
+    m = re.search(r"__tag__:(\S+)", proc.stdout)
+    if proc.returncode != 0 or not m:
+        lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()]
+        raise UserError(f"bentoml build failed: {lines[-1] if lines else proc.returncode}")
+    return m.group(1)
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    """Write YAML to a temp file beside `path`, then rename."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)

@@ -1,0 +1,91 @@
+"""Refuse bad slide jobs when they are submitted, not only when their result is fetched.
+
+BentoML queues a task before it validates its input, so `/slide/submit` would answer 200 to any
+body. This ASGI middleware checks the body of a submit first: malformed JSON or a missing path ->
+400, a path outside the allowed roots -> 403, no such slide file -> 404; everything else passes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from autoscope.serve.settings import PathRefused, check_slide_path
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY = 1 << 20  # a submit body is a path and a model name: 1 MiB is plenty
+
+
+class SlideSubmitGuard:
+    """ASGI middleware guarding `POST <route>/submit` of the slide task.
+
+    Args:
+        app: the wrapped ASGI app.
+        route: the task route (`/slide`).
+        roots: the allowed slide folders.
+    """
+
+    def __init__(self, app: Any, route: str = "/slide", roots: list[str] | None = None) -> None:
+        self.app = app
+        self.submit = route.rstrip("/") + "/submit"
+        self.roots = list(roots or [])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] != self.submit:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            more = msg.get("more_body", False)
+            if size > MAX_BODY:
+                await _reply(send, 413, f"request body over {MAX_BODY} bytes")
+                return
+        body = b"".join(chunks)
+        refusal = self.check(body)
+        if refusal is not None:
+            await _reply(send, *refusal)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def check(self, body: bytes) -> tuple[int, str] | None:
+        """`(status, message)` refusing a submit body, or None to let it through."""
+        try:
+            data = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return 400, "request body is not JSON"
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            return 400, 'expected a JSON object {"path": "<slide file>", "model": "<optional tag>"}'
+        try:
+            check_slide_path(data["path"], self.roots)
+        except PathRefused as e:
+            return 403, str(e)
+        except ValueError as e:
+            return (404 if "no slide file" in str(e) else 400), str(e)
+        return None
+
+
+async def _reply(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,142 @@
+"""The BentoML service of a package: batched patch prediction and whole-slide jobs.
+
+`predict` takes uint8 patches `[N, patch_px, patch_px, 3]` and returns class probabilities
+`[N, C]`; concurrent requests are merged into batches (`max_batch_size`, `max_latency_ms`). The
+`slide` task runs the inference engine of `autoscope infer` over one slide inside the allowed
+roots and returns its summary. Bad requests get a 4xx, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BentoMLException, InvalidArgument, UnprocessableEntity
+from bentoml.models import BentoModel
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from autoscope.serve.guard import SlideSubmitGuard
+from autoscope.serve.settings import check_slide_path, load_settings
+
+SETTINGS = load_settings(bentoml.use_arguments())
+
+
+def _card(tag: str) -> dict[str, Any]:
+    stored = BentoModel(tag).stored
+    if stored is None:
+        raise BentoMLException(f"model {tag} is not in the BentoML model store")
+    return json.loads((Path(stored.path) / "metadata.json").read_text())
+
+
+CARDS = [_card(tag) for tag in SETTINGS.models]
+PATCH_PX = int(CARDS[0]["input"]["patch_px"])
+
+
+def _patches(value: Any) -> np.ndarray:
+    """Check one request's patches: uint8 `[N, patch_px, patch_px, 3]`, 1 <= N <= max batch."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"patches are not an array: {e}") from None
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind not in "iu" or arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"patches must be uint8 pixels 0-255, got dtype {arr.dtype}")
+        arr = arr.astype(np.uint8)
+    want = (PATCH_PX, PATCH_PX, 3)
+    if arr.ndim != 4 or arr.shape[1:] != want:
+        raise ValueError(f"patches must have shape [N, {PATCH_PX}, {PATCH_PX}, 3], got {arr.shape}")
+    if not 1 <= arr.shape[0] <= SETTINGS.max_batch_size:
+        raise ValueError(f"send 1 to {SETTINGS.max_batch_size} patches per request")
+    return arr
+
+
+def _slide_path(value: str) -> str:
+    return check_slide_path(value, SETTINGS.allowed_roots)
+
+
+Patches = Annotated[np.ndarray, BeforeValidator(_patches)]
+SlidePath = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_slide_path)]
+
+
+class PatchService:
+    """Archived patch classifiers behind a batched API and a slide job API."""
+
+    def __init__(self) -> None:
+        import torch
+
+        from autoscope.infer.engine import pick_device
+        from autoscope.models.classifier import PatchClassifier
+
+        self.device = pick_device("auto")
+        self.models: dict[str, Any] = {}
+        for i, card in enumerate(CARDS):
+            path = Path(getattr(self, f"model_{i}").path)
+            model = PatchClassifier.from_files(path / "spec.json", path / "model.pt")
+            model = model.eval().to(self.device)
+            px = int(card["input"]["patch_px"])
+            with torch.inference_mode():  # warm up, so the first request meets its latency budget
+                model(torch.zeros((1, px, px, 3), dtype=torch.uint8, device=self.device))
+            self.models[card["bentoml_tag"]] = model
+
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=SETTINGS.max_batch_size,
+        max_latency_ms=SETTINGS.max_latency_ms,
+    )
+    def predict(self, patches: Patches) -> np.ndarray:
+        """Class probabilities `[N, C]` (float32; order = the card's classes) for uint8 patches."""
+        import torch
+
+        model = self.models[CARDS[0]["bentoml_tag"]]
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(patches)).to(self.device)
+            return torch.softmax(model(x).float(), dim=1).cpu().numpy()
+
+    @bentoml.api
+    def card(self, model: str = "") -> dict[str, Any]:
+        """The model card of `model` (a packaged BentoML tag; default: the first model)."""
+        return self._pick(model)[1]
+
+    @bentoml.task
+    def slide(self, path: SlidePath, model: str = "") -> dict[str, Any]:
+        """Run the inference engine over one slide inside the allowed roots; return its summary."""
+        from autoscope.infer.engine import SlideError, infer_slide
+
+        net, card = self._pick(model)
+        out_dir = Path(SETTINGS.jobs_dir) / card["bentoml_tag"].replace(":", "-")
+        try:
+            return infer_slide(
+                net,
+                path,
+                out_dir,
+                mpp=card["input"]["mpp"],
+                patch_px=card["input"]["patch_px"],
+                classes=card["classes"],
+                progress=False,
+                model_info={"bentoml_tag": card["bentoml_tag"], "run_id": card["run_id"]},
+                **SETTINGS.infer,
+            )
+        except SlideError as e:
+            raise UnprocessableEntity(str(e)) from None
+
+    def _pick(self, tag: str) -> tuple[Any, dict[str, Any]]:
+        for card in CARDS:
+            if tag in ("", card["bentoml_tag"], card["name"]):
+                return self.models[card["bentoml_tag"]], card
+        raise InvalidArgument(f"unknown model '{tag}' (packaged: {', '.join(SETTINGS.models)})")
+
+
+for _i, _tag in enumerate(SETTINGS.models):
+    setattr(PatchService, f"model_{_i}", BentoModel(_tag))
+
+_resources = {k: v for k, v in SETTINGS.resources.items() if v not in (None, 0, "0", "")}
+PatchService = bentoml.service(  # type: ignore[misc]
+    name=SETTINGS.name,
+    workers=SETTINGS.workers,
+    resources=_resources,
+    traffic={"timeout": SETTINGS.timeout_s},
+)(PatchService)
+PatchService.add_asgi_middleware(SlideSubmitGuard, route="/slide", roots=SETTINGS.allowed_roots)

@@ -1,0 +1,164 @@
+"""`autoscope package` builds a bento; `bentoml serve` of it answers a real client."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from autoscope.errors import UserError
+
+
+def _local_model(packaged: dict[str, Any]) -> Any:
+    from autoscope.models.classifier import PatchClassifier
+
+    card = Path(packaged["archived"]["card"]).parent
+    return PatchClassifier.from_files(card / "spec.json", card / "model.pt")
+
+
+def test_bento_ships_source_pinned_packages_models_and_dockerfile(packaged: dict) -> None:
+    bento = Path(packaged["built"]["path"])
+    info = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert [m["tag"] for m in info["models"]] == ["demo-tissue_classification:v1"]
+    settings = info["args"]["config"]
+    assert settings["max_batch_size"] == 16 and settings["models"] == [
+        m["tag"] for m in info["models"]
+    ]
+    assert (bento / "src" / "autoscope" / "serve" / "service.py").is_file()
+    assert (bento / "src" / "autoscope" / "infer" / "engine.py").is_file()
+    assert not list((bento / "src").rglob("*.pyc"))
+    reqs = (bento / "env" / "python" / "requirements.txt").read_text().split()
+    assert "torch==2.14.1" in reqs and "openslide-bin==4.0.1.2" in reqs
+    assert all("==" in r for r in reqs if not r.startswith("#"))
+    docker = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert "FROM python:3.11" in docker and "requirements.txt" in docker
+    assert packaged["built"]["next"] == f"bentoml containerize {packaged['built']['bento']}"
+    saved = json.loads(
+        (
+            Path(packaged["cfg"].paths.outputs) / "package" / "autoscope-demo" / "service.json"
+        ).read_text()
+    )
+    assert saved == settings
+
+
+def test_predict_batches_match_the_local_model(packaged: dict, server: str) -> None:
+    import bentoml
+    import torch
+
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in (1, 5, 16, 3, 7, 2)]
+    model = _local_model(packaged)
+    with bentoml.SyncHTTPClient(server, timeout=60) as client:
+        with ThreadPoolExecutor(6) as pool:  # concurrent requests: merged by adaptive batching
+            got = list(pool.map(lambda b: client.predict(patches=b), batches))
+        card = client.card()
+    assert card["bentoml_tag"] == "demo-tissue_classification:v1"
+    for b, p in zip(batches, got, strict=True):
+        with torch.inference_mode():
+            want = torch.softmax(model(torch.from_numpy(b)), 1).numpy()
+        assert p.shape == (len(b), 2)
+        np.testing.assert_allclose(p, want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"{}",
+        b'{"patches": "abc"}',
+        b'{"patches": [[1, 2]]}',
+        b'{"patches": [[[[300, 0, 0]]]]}',
+        json.dumps({"patches": np.zeros((2, 31, 32, 3), int).tolist()}).encode(),
+        json.dumps({"patches": np.zeros((17, 32, 32, 3), int).tolist()}).encode(),
+    ],
+)
+def test_malformed_predict_is_a_4xx(server: str, body: bytes) -> None:
+    import httpx
+
+    r = httpx.post(f"{server}/predict", content=body, headers={"content-type": "application/json"})
+    assert 400 <= r.status_code < 500, r.text
+
+
+def test_slide_submit_refuses_bad_paths(packaged: dict, server: str) -> None:
+    import httpx
+
+    def submit(body: Any) -> httpx.Response:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.post(
+            f"{server}/slide/submit", content=raw, headers={"content-type": "application/json"}
+        )
+
+    assert submit({"path": str(packaged["outside"])}).status_code == 403
+    data = Path(packaged["cfg"].paths.data)
+    assert (
+        submit(
+            {"path": str(data / "slides" / ".." / ".." / ".." / "elsewhere" / "secret.tif")}
+        ).status_code
+        == 403
+    )
+    assert submit({"path": str(data / "slides" / "missing.tif")}).status_code == 404
+    assert submit(b"{not json").status_code == 400
+    assert submit({"slide": "x"}).status_code == 400
+    assert submit([1, 2]).status_code == 400
+
+
+def _run_task(server: str, body: dict, timeout_s: float = 120) -> Any:
+    """Submit a slide job over HTTP, wait for it, return the `get` response.
+
+    (BentoML 1.4.40's `SyncHTTPClient.<task>.submit` fails on a missing `_opened_files`.)
+    """
+    import httpx
+
+    r = httpx.post(f"{server}/slide/submit", json=body)
+    assert r.status_code == 200, r.text
+    task_id = r.json()["task_id"]
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        status = httpx.get(f"{server}/slide/status", params={"task_id": task_id}).json()
+        if status["status"] != "in_progress":
+            break
+        time.sleep(0.1)
+    return httpx.get(f"{server}/slide/get", params={"task_id": task_id}, timeout=30)
+
+
+def test_slide_job_runs_the_engine(packaged: dict, server: str) -> None:
+    t0 = time.perf_counter()
+    r = _run_task(server, {"path": str(packaged["slide"])})
+    packaged["slide_job_s"] = time.perf_counter() - t0
+    assert r.status_code == 200, r.text
+    summary = r.json()
+    out = Path(packaged["cfg"].package.jobs_dir) / "demo-tissue_classification-v1" / "job_000"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    bad = _run_task(server, {"path": str(packaged["slide"]), "model": "nope"})
+    assert bad.status_code == 400 and "unknown model" in bad.text
+
+
+def test_timings_report(packaged: dict, server: str) -> None:
+    times = {k: round(v, 2) for k, v in packaged.items() if k.endswith("_s")}
+    print(f"\nserve timings (s): {times}")
+    assert packaged["package_s"] > 0
+
+
+def test_package_refuses_unknown_model(packaged: dict) -> None:
+    from autoscope.config import compose
+    from autoscope.stages import package
+
+    ws = packaged["cfg"].paths.workspace
+    cfg = compose(
+        "demo",
+        [f"paths.workspace={ws}", "package.models=[{name: nope, alias: champion}]"],
+        stage="package",
+    )
+    with pytest.raises(UserError, match=r"package.models\[0\]: .*nope"):
+        package.run(cfg)
+    cfg = compose(
+        "demo", [f"paths.workspace={ws}", "package.models.0.alias=staging"], stage="package"
+    )
+    with pytest.raises(UserError, match="alias 'staging'"):
+        package.run(cfg)
