@@ -7,6 +7,7 @@ a plain key (`model.optimizer.lr`) or a config group choice (`model=resnet18`).
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,14 @@ def apply_params(cfg: Any, params: dict[str, Any]) -> Any:
         cfg: the composed base config.
         params: config key or group name -> value or choice.
     """
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import DictConfig, OmegaConf, open_dict
 
     from autoscope.config import compose
 
     if not params:
         return copy.deepcopy(cfg)
     if not cfg.get("recipe"):
-        groups = [k for k in params if is_group(cfg, k)]
+        groups = [k for k in params if isinstance(OmegaConf.select(cfg, k), DictConfig)]
         if groups:
             raise UserError(f"hpo: sweeping config group '{groups[0]}' needs cfg.recipe")
         new = copy.deepcopy(cfg)
@@ -87,7 +88,7 @@ def apply_params(cfg: Any, params: dict[str, Any]) -> Any:
     if cfg.get("overrides") is not None:
         base_ov = [str(o) for o in cfg.overrides if o.split("=")[0].lstrip("+~") not in _OWN]
         return compose(recipe, base_ov + trial_ov, stage)
-    trial, plain = compose(recipe, trial_ov, stage), compose(recipe, [], stage)
+    trial, plain = compose(recipe, trial_ov, stage), _plain(recipe, stage, str(Path.cwd()))
     new = copy.deepcopy(trial)
     with open_dict(new):
         for k in cfg:
@@ -102,6 +103,24 @@ def apply_params(cfg: Any, params: dict[str, Any]) -> Any:
 
 
 _OWN = {"recipe", "stage", "multirun"}  # set by compose/the CLI, not user overrides
+
+
+@functools.lru_cache(maxsize=8)
+def _plain(recipe: str, stage: str | None, cwd: str) -> Any:
+    """The recipe composed without overrides (cached: it is the same for every trial)."""
+    from autoscope.config import compose
+
+    return compose(recipe, [], stage)
+
+
+def group_choice_cfg(cfg: Any, params: dict[str, Any]) -> Any:
+    """The recipe composed with only the group choices in `params` (to see which keys exist)."""
+    from autoscope.config import compose
+
+    groups = {k: v for k, v in params.items() if is_group(cfg, k)}
+    if not groups or not cfg.get("recipe"):
+        return cfg
+    return compose(str(cfg.recipe), to_overrides(cfg, groups), cfg.get("stage"))
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -88,6 +88,7 @@ def save_plots(study: Any, out_dir: Path, metric: str) -> tuple[list[Path], list
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)  # "few trials per regime": we know
             try:
                 ax = plot()
                 fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from autoscope.errors import UserError
-from autoscope.hpo.apply import apply_params, check_space, is_group, key_exists, to_overrides
+from autoscope.hpo.apply import (
+    apply_params,
+    check_space,
+    group_choice_cfg,
+    is_group,
+    key_exists,
+    to_overrides,
+)
 from autoscope.hpo.report import save_plots, write_atomic, write_best_yaml
 from autoscope.hpo.space import base_params, parse_space, suggest
 from autoscope.hpo.study import WORKER, counts, masked, open_study, recover, storage_url
@@ -54,11 +61,9 @@ def _make_trial_fn(
     def trial_fn(trial: Any) -> float:
         trial.set_user_attr("worker", WORKER)
         params = {s.key: suggest(trial, s) for s in groups}
-        tcfg = apply_params(cfg, {**fixed, **params})  # a key the chosen group lacks: not sampled
-        keys = {s.key: suggest(trial, s) for s in plain if key_exists(tcfg, s.key)}
-        if keys:
-            params.update(keys)
-            tcfg = apply_params(cfg, {**fixed, **params})
+        chosen = group_choice_cfg(cfg, params)  # a key the chosen group lacks: not sampled
+        params.update({s.key: suggest(trial, s) for s in plain if key_exists(chosen, s.key)})
+        tcfg = apply_params(cfg, {**fixed, **params})
         with open_dict(tcfg):
             tcfg.multirun = False
         tdir = sweep_dir / str(trial.number)

@@ -1,0 +1,227 @@
+"""run_study end to end with a cheap objective and real SQLite stores (Optuna, MLflow)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from autoscope.config import compose
+from autoscope.errors import UserError
+from autoscope.hpo.sweeper import run_study
+from tests.hpo.conftest import RECIPE, objective, score
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.hpo.study_name, storage=cfg.paths.optuna_storage)
+
+
+def test_failed_trial_is_recorded_and_the_study_goes_on(toy, capsys) -> None:
+    cfg = toy()
+
+    def flaky(tcfg, trial):
+        if trial.number == 1:
+            raise RuntimeError("out of memory\nsecond line")
+        return objective(tcfg, trial)
+
+    res = run_study(cfg, flaky)
+    assert (res["n_complete"], res["n_failed"], res["n_pruned"]) == (2, 1, 0)
+    trials = _load(cfg).trials
+    assert len(trials) == 3 and trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["fail_reason"] == "RuntimeError: out of memory"
+    sweep = Path(cfg.paths.outputs) / "hpo" / cfg.hpo.study_name
+    assert "out of memory" in (sweep / "1" / "error.txt").read_text()
+    for n in range(3):  # every trial has its own folder with its resolved config
+        assert yaml.safe_load((sweep / str(n) / "config.yaml").read_text())["toy"]["lr"] > 0
+    out = capsys.readouterr().out
+    assert out.count("] 1/3 trial #0") == 1 and "trial #1 FAIL RuntimeError" in out
+    assert (sweep / "history.png").stat().st_size > 1000
+    assert (sweep / "importances.png").stat().st_size > 1000
+
+
+def test_best_yaml_is_a_recipe_delta_that_composes(toy) -> None:
+    cfg = toy(["hpo.n_trials=4"])
+    res = run_study(cfg, objective)
+    best = _load(cfg).best_trial
+    assert res["best_value"] == pytest.approx(best.value) and res["best_params"] == best.params
+    text = Path(res["best_yaml"]).read_text()
+    assert f"val/acc = {best.value:.6g}" in text and f"trial #{best.number}" in text
+    delta = yaml.safe_load(text)
+    assert delta["defaults"] == [{"override toy": best.params["toy"]}]
+    assert delta["toy"]["lr"] == pytest.approx(best.params["toy.lr"])
+    # promote it: the base recipe plus the delta composes to the best trial's config
+    base = yaml.safe_load(RECIPE)
+    promoted = {
+        "defaults": base["defaults"][:-1] + delta["defaults"] + ["_self_"],
+        **{k: v for k, v in delta.items() if k != "defaults"},
+    }
+    path = Path(cfg.recipe).with_name("promoted.yaml")
+    path.write_text(yaml.safe_dump(promoted))
+    again = compose(str(path), [], "train")
+    assert again.toy.name == best.params["toy"] and again.toy.lr == best.params["toy.lr"]
+    assert score(again) == pytest.approx(best.value)
+
+
+def test_keyboard_interrupt_then_resume_to_exactly_n_trials(toy) -> None:
+    cfg = toy()
+
+    def interrupted(tcfg, trial):
+        if trial.number == 1:
+            raise KeyboardInterrupt
+        return objective(tcfg, trial)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, interrupted)
+    res = run_study(toy(), objective)  # same command again: resumes
+    assert (res["n_complete"], res["n_failed"]) == (3, 0)
+    t = _load(cfg).trials
+    assert [x.state for x in t] == [TrialState.COMPLETE, TrialState.FAIL] + [
+        TrialState.COMPLETE
+    ] * 2
+    assert t[2].user_attrs["retry_of"] == 1 and t[2].params == t[1].params
+
+
+SCRIPT = """
+import sys, time
+from pathlib import Path
+from autoscope.config import compose
+from autoscope.hpo.sweeper import run_study
+from tests.hpo.conftest import objective
+
+def hanging(cfg, trial):
+    if trial.number == 2:
+        Path("started-2").write_text("x")
+        time.sleep(600)
+    return objective(cfg, trial)
+
+run_study(compose(sys.argv[1], ["multirun=true"], "train"), hanging)
+"""
+
+
+def test_killed_sweep_resumes_where_it_stopped(toy, tmp_path) -> None:
+    cfg = toy()
+    script = tmp_path / "sweep.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), cfg.recipe], cwd=tmp_path, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "started-2").exists():
+            assert proc.poll() is None, "the sweep ended before trial #2"
+            assert time.monotonic() < deadline, "trial #2 never started"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    t = _load(cfg).trials
+    assert [x.state for x in t] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+    res = run_study(toy(), objective)
+    t = _load(cfg).trials
+    assert res["n_complete"] == 3 and res["n_failed"] == 0
+    assert [x.state for x in t] == [TrialState.COMPLETE] * 2 + [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+    assert t[3].params == t[2].params and t[3].user_attrs["retry_of"] == 2
+    assert Path(res["best_yaml"]).is_file()
+    res = run_study(toy(), objective)  # a finished study runs nothing more
+    assert len(_load(cfg).trials) == 4 and res["n_complete"] == 3
+
+
+def test_pruned_trials_count(toy) -> None:
+    def pruning(tcfg, trial):
+        trial.report(score(tcfg), step=0)
+        if trial.number > 0:
+            raise optuna.TrialPruned()
+        return objective(tcfg, trial)
+
+    res = run_study(toy(), pruning)
+    assert (res["n_complete"], res["n_pruned"], res["n_failed"]) == (1, 2, 0)
+    sweep = Path(res["best_yaml"]).parent  # one completed trial: best.yaml but no importances
+    assert (sweep / "history.png").is_file() and not (sweep / "importances.png").exists()
+
+
+def test_time_budget_stops_the_study(toy) -> None:
+    def slow(tcfg, trial):
+        time.sleep(0.6)
+        return objective(tcfg, trial)
+
+    res = run_study(toy(["hpo.n_trials=null", "hpo.timeout_s=1"]), slow)
+    assert 1 <= res["n_complete"] <= 2
+
+
+def test_objective_without_the_metric_fails_its_trial(toy) -> None:
+    res = run_study(toy(["hpo.n_trials=1"]), lambda c, t: {"val/loss": 0.3})
+    assert res["n_failed"] == 1 and res["best_yaml"] is None
+    reason = _load(toy()).trials[0].user_attrs["fail_reason"]
+    assert "no finite 'val/acc'" in reason
+
+
+def test_unknown_param_key_is_a_user_error_before_any_trial(toy) -> None:
+    from omegaconf import open_dict
+
+    cfg = toy()
+    with open_dict(cfg):
+        cfg.hpo.params["toy.lrr"] = {"type": "float", "low": 0.1, "high": 1.0}
+    with pytest.raises(UserError, match=r"hpo.params\['toy.lrr'\]: no such key"):
+        run_study(cfg, objective)
+    assert not Path(cfg.paths.outputs, "hpo").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "msg"),
+    [
+        ("hpo.fixed={trainer.nope:1}", "hpo.fixed"),
+        ("hpo.n_trials=null", "n_trials or timeout_s"),
+        ("metric_mode=best", "metric_mode"),
+    ],
+)
+def test_bad_space_is_a_user_error_before_any_trial(toy, override: str, msg: str) -> None:
+    cfg = toy([override])
+    with pytest.raises(UserError, match=msg):
+        run_study(cfg, objective)
+    assert not Path(cfg.paths.outputs, "hpo").exists()
+
+
+def test_no_space_selected_is_a_user_error(toy) -> None:
+    with pytest.raises(UserError, match="hpo=<space>"):
+        run_study(toy(["hpo=none"]), objective)
+
+
+def test_mlflow_parent_run_with_nested_trials_and_pictures(toy) -> None:
+    import mlflow
+
+    cfg = toy(["hpo.mlflow=true", "hpo.n_trials=2"])
+    client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri)
+
+    def tracked(tcfg, trial):
+        exp = client.get_experiment_by_name(tcfg.project.name)
+        run = client.create_run(exp.experiment_id, run_name=f"trial-{trial.number}")
+        client.log_metric(run.info.run_id, "val/acc", score(tcfg))
+        client.set_terminated(run.info.run_id)
+        return {"val/acc": score(tcfg), "run_id": run.info.run_id}
+
+    res = run_study(cfg, tracked)
+    parent_id = _load(cfg).user_attrs["mlflow_parent_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.data.tags["autoscope.kind"] == "hpo_study" and parent.info.status == "FINISHED"
+    assert parent.data.metrics["hpo/best_value"] == pytest.approx(res["best_value"])
+    assert "val/acc" not in parent.data.metrics  # never mistaken for a model run
+    assert parent.data.tags["best.run_id"] == res["best_run_id"]
+    arts = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"best.yaml", "history.png", "importances.png"} <= arts
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert len(children) == 2
