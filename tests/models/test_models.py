@@ -1,0 +1,101 @@
+"""Architectures, the PatchClassifier contract, losses and every model config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from autoscope.config import CONF_DIR, compose
+from autoscope.errors import UserError
+from autoscope.models import archs
+from autoscope.models.classifier import PatchClassifier, make_spec
+from autoscope.models.losses import CrossEntropy, FocalLoss
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def test_small_cnn_is_about_300k_params() -> None:
+    n = sum(p.numel() for p in archs.small_resnet(2).parameters())
+    assert 250_000 < n < 350_000
+
+
+def test_vit_s_has_vit_s_shape() -> None:
+    vit = archs.vit_small(3, image_px=32)
+    assert (vit.patch_size, vit.hidden_dim, len(vit.encoder.layers)) == (16, 384, 12)
+    assert vit.encoder.layers[0].num_heads == 6
+    with pytest.raises(ValueError, match="multiple"):
+        archs.vit_small(3, image_px=90)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_config_builds_and_binds(name: str, tmp_path: Path) -> None:
+    """Each conf/model choice instantiates (no download) and its partials bind."""
+    import inspect
+
+    from hydra.utils import instantiate
+
+    cfg = compose("demo", [f"paths.workspace={tmp_path}", f"model={name}", "model.input_px=64"])
+    model = PatchClassifier.build(cfg.model, 3)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape == (2, 3)
+    opt = instantiate(cfg.model.optimizer)(params=model.parameters())
+    sched_fn = instantiate(cfg.model.scheduler)
+    assert "total_steps" in inspect.signature(sched_fn).parameters
+    sched_fn(opt, total_steps=10)
+    instantiate(cfg.model.loss)
+
+
+def test_uint8_and_float_inputs_agree() -> None:
+    torch.manual_seed(0)
+    model = PatchClassifier(archs.small_resnet(2, widths=[8, 16], depths=[1, 1], stem_width=8))
+    model.eval()
+    x = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    f = x.permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        a, b = model(x), model(f)
+        c = model((f - model.mean) / model.std, normalize=False)
+        probs = model.predict_tta(x)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
+    assert probs.shape == (4, 2) and torch.allclose(probs.sum(1), torch.ones(4))
+
+
+def test_from_files_roundtrip(tmp_path: Path) -> None:
+    cfg = compose(
+        "demo", [f"paths.workspace={tmp_path}", "model.net.widths=[8,16]", "model.net.depths=[1,1]"]
+    )
+    model = PatchClassifier.build(cfg.model, 2).eval()
+    spec = make_spec(cfg.model, list(cfg.project.classes), 1.0, 96)
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    again = PatchClassifier.from_files(tmp_path / "spec.json", tmp_path / "model.pt")
+    x = torch.randint(0, 256, (2, 96, 96, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert spec["input"] == {
+        "mpp": 1.0,
+        "patch_px": 96,
+        "mean": list(cfg.model.mean),
+        "std": list(cfg.model.std),
+    }
+    with pytest.raises(UserError, match="not found"):
+        PatchClassifier.from_files(tmp_path / "spec.json", tmp_path / "nope.pt")
+
+
+def test_losses() -> None:
+    torch.manual_seed(0)
+    logits, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    ce = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(FocalLoss(gamma=0.0)(logits, y), ce, atol=1e-6)
+    assert FocalLoss(gamma=2.0)(logits, y) < ce
+    assert torch.allclose(CrossEntropy()(logits, y), ce)
+    smooth = CrossEntropy(label_smoothing=0.1)(logits, y)
+    assert not torch.allclose(smooth, ce)
+    balanced = CrossEntropy(class_weights="balanced")
+    balanced.fit([90, 10, 0])
+    assert balanced.weight[1] > balanced.weight[0]
+    with pytest.raises(ValueError):
+        CrossEntropy(class_weights="heavy")
