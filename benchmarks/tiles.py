@@ -1,0 +1,295 @@
+"""Tile reading throughput: this reader vs OpenSlide and vs the libjpeg-turbo decode limit.
+
+Run: ``.venv/bin/python benchmarks/tiles.py [--preset quick|full] [--reps 7]``.
+
+Builds (once, cached under ``outputs/bench/``) a deterministic synthetic pyramidal JPEG TIFF and,
+in one run, interleaved, times each mode on the same window of the slide per repetition:
+
+- ``openslide``: ``np.asarray(OpenSlide.read_region(...).convert("RGB"))`` per 256 px tile: an
+  RGB array straight from OpenSlide, the baseline;
+- ``limit``: ``imagecodecs.jpeg8_decode`` of the same stored tile bytes, already in memory;
+- ``aligned``: this reader, 256 px reads on the slide's own tile grid;
+- ``unaligned``: this reader, 224 px patches on a 224 px grid (cut from cached tiles);
+- ``fallback``: this reader forced through OpenSlide (``backend="openslide"``), 256 px aligned;
+- ``workers2`` / ``workers2_pickle``: ``iter_batches`` with 2 processes (start-up included),
+  shared-memory ring vs pickled arrays.
+
+Then the tissue mask of the whole slide (project defaults in ``conf/``) is timed against the
+time to tile the whole slide, and compared with the generator's ground truth (IoU). It prints
+tiles/s and the median per-repetition ratios, and writes ``outputs/bench/tiles.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "outputs" / "bench"
+TILE_PX = 256  # the synthetic slide's tile side: "aligned" reads are exactly one stored tile
+PATCH_UNALIGNED = 224  # a common model input size, off the tile grid
+PRESETS = {  # slide side (level-0 px) and the timed window side (level-0 px, centred)
+    "quick": {"side_px": 8192, "window_px": 4096},
+    "full": {"side_px": 30720, "window_px": 16384},
+}
+TARGETS = {
+    "aligned_vs_limit": 0.85,
+    "unaligned_vs_aligned": 0.8,
+    "fallback_vs_openslide": 1.0,
+    "tissue_iou": 0.95,
+}
+MAX_TISSUE_SHARE = 0.03
+
+
+def build_slide(preset: str):
+    """The cached synthetic slide of a preset (generated on first use)."""
+    from autoscope.slides.synth import SynthSlide, make_synthetic_slide
+
+    side = PRESETS[preset]["side_px"]
+    path = OUT_DIR / f"synth_{preset}_{side}.tif"
+    mask_path = path.with_name(path.stem + "_mask.png")
+    if path.is_file() and mask_path.is_file():
+        from PIL import Image
+
+        truth = np.asarray(Image.open(mask_path))
+        return SynthSlide(path, mask_path, path.with_suffix(".geojson"), truth, 16, side, side)
+    print(f"generating {path.name} ({side} x {side} px) ...", flush=True)
+    return make_synthetic_slide(
+        path, seed=0, width_px=side, height_px=side, tile_px=TILE_PX, mask_downsample=16
+    )
+
+
+def window_coords(side: int, window: int, patch_px: int) -> np.ndarray:
+    """Row-major grid of ``patch_px`` patches in the centred window (anchored on the tile grid)."""
+    from autoscope.slides.samplers import grid
+
+    start = (side - window) // 2 // TILE_PX * TILE_PX
+    return grid(window, window, patch_px, patch_px) + start
+
+
+def make_modes(
+    path: str, aligned: np.ndarray, unaligned: np.ndarray
+) -> tuple[dict[str, Callable], dict[str, list[float]]]:
+    """One closure per mode, each reading its coordinates once and returning the patch count;
+    and the lists where the worker modes record their steady-state rate (after the 1st batch)."""
+    import imagecodecs
+    import openslide
+
+    from autoscope.slides.parallel import iter_batches
+    from autoscope.slides.reader import open_reader
+
+    slide = openslide.OpenSlide(path)
+    reader = open_reader(path)
+    slow = open_reader(path, backend="openslide")
+    fast = reader.fast_levels[0]
+    assert fast is not None, "the benchmark slide must take the fast path"
+    stored = [fast.tile_bytes(x // TILE_PX, y // TILE_PX) for x, y in aligned.tolist()]
+    tables, cs = fast.tables, fast.colorspace
+    xy_a, xy_u = aligned.tolist(), unaligned.tolist()
+
+    def run_openslide() -> int:
+        for x, y in xy_a:
+            np.asarray(slide.read_region((x, y), 0, (TILE_PX, TILE_PX)).convert("RGB"))
+        return len(xy_a)
+
+    def run_limit() -> int:
+        for data in stored:
+            imagecodecs.jpeg8_decode(data, tables=tables, colorspace=cs, outcolorspace=2)
+        return len(stored)
+
+    def run_aligned() -> int:
+        reader.cache.clear()
+        for x, y in xy_a:
+            reader.read_region(x, y, 0, TILE_PX, TILE_PX)
+        return len(xy_a)
+
+    def run_unaligned() -> int:
+        reader.cache.clear()
+        for x, y in xy_u:
+            reader.read_region(x, y, 0, PATCH_UNALIGNED, PATCH_UNALIGNED)
+        return len(xy_u)
+
+    def run_fallback() -> int:
+        for x, y in xy_a:
+            slow.read_region(x, y, 0, TILE_PX, TILE_PX)
+        return len(xy_a)
+
+    steady: dict[str, list[float]] = {"shm": [], "pickle": []}
+
+    def workers(transport: str) -> Callable[[], int]:
+        def run() -> int:
+            n, t_first = 0, 0.0
+            for batch, _ in iter_batches(
+                path,
+                aligned,
+                reader.mpp,
+                TILE_PX,
+                batch_size=32,
+                workers=2,
+                queue_depth=4,
+                transport=transport,
+            ):
+                if n == 0:
+                    t_first, n_first = time.perf_counter(), len(batch)
+                n += len(batch)
+            steady[transport].append((n - n_first) / (time.perf_counter() - t_first))
+            return n
+
+        return run
+
+    return {
+        "openslide": run_openslide,
+        "limit": run_limit,
+        "aligned": run_aligned,
+        "unaligned": run_unaligned,
+        "fallback": run_fallback,
+        "workers2": workers("shm"),
+        "workers2_pickle": workers("pickle"),
+    }, steady
+
+
+def time_tissue(path: str, truth: np.ndarray) -> tuple[float, float]:
+    """Seconds to open the slide and mask its tissue (project defaults), and IoU vs the truth."""
+    from omegaconf import OmegaConf
+
+    from autoscope.slides.reader import open_reader
+    from autoscope.slides.tissue import TissueDetector, mask_iou, slide_mask
+
+    kwargs = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "tissue" / "default.yaml"))
+    kwargs.pop("_target_", None)
+    mask_mpp = float(OmegaConf.load(ROOT / "conf" / "slides" / "default.yaml").mask_mpp)
+    t0 = time.perf_counter()
+    with open_reader(path) as reader:
+        mask, _ = slide_mask(reader, mask_mpp, TissueDetector(**kwargs))
+    return time.perf_counter() - t0, mask_iou(mask, truth)
+
+
+def median_ratio(rates: dict[str, list[float]], num: str, den: str) -> float:
+    return statistics.median(a / b for a, b in zip(rates[num], rates[den], strict=True))
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="slide size")
+    p.add_argument("--reps", type=int, default=7, help="interleaved repetitions (>= 7 advised)")
+    p.add_argument("--out", type=Path, default=OUT_DIR / "tiles.json", help="result JSON")
+    args = p.parse_args(argv)
+    t_start = time.perf_counter()
+    synth = build_slide(args.preset)
+    path, side = str(synth.path), PRESETS[args.preset]["side_px"]
+    window = min(side, PRESETS[args.preset]["window_px"])
+    aligned = window_coords(side, window, TILE_PX)
+    unaligned = window_coords(side, window, PATCH_UNALIGNED)
+    modes, steady = make_modes(path, aligned, unaligned)
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    tissue_s: list[float] = []
+    iou = float("nan")
+    names = list(modes)
+    for rep in range(args.reps):
+        order = names[rep % len(names) :] + names[: rep % len(names)]  # rotate: no fixed slot
+        for name in order:
+            t0 = time.perf_counter()
+            n = modes[name]()
+            rates[name].append(n / (time.perf_counter() - t0))
+        seconds, iou = time_tissue(path, synth.label_mask)
+        tissue_s.append(seconds)
+        print(
+            f"rep {rep + 1}/{args.reps}: " + ", ".join(f"{m} {rates[m][-1]:.0f}" for m in names),
+            flush=True,
+        )
+
+    tiles_whole_slide = (side // TILE_PX) ** 2
+    tiling_s = [tiles_whole_slide / r for r in rates["aligned"]]
+    result = {
+        "preset": args.preset,
+        "slide": {
+            "path": path,
+            "side_px": side,
+            "tile_px": TILE_PX,
+            "subsampling": "420",
+            "window_px": window,
+            "tiles_aligned": len(aligned),
+            "patches_unaligned": len(unaligned),
+        },
+        "reps": args.reps,
+        "tiles_per_s": {m: statistics.median(v) for m, v in rates.items()},
+        "tiles_per_s_raw": rates,
+        "workers2_steady_tiles_per_s": {k: statistics.median(v) for k, v in steady.items()},
+        "aligned_vs_limit": median_ratio(rates, "aligned", "limit"),
+        "unaligned_vs_aligned": median_ratio(rates, "unaligned", "aligned"),
+        "aligned_vs_openslide": median_ratio(rates, "aligned", "openslide"),
+        "limit_vs_openslide": median_ratio(rates, "limit", "openslide"),
+        "fallback_vs_openslide": median_ratio(rates, "fallback", "openslide"),
+        "workers2_vs_aligned": median_ratio(rates, "workers2", "aligned"),
+        "shm_vs_pickle": median_ratio(rates, "workers2", "workers2_pickle"),
+        "tissue_iou": iou,
+        "tissue_seconds": statistics.median(tissue_s),
+        "tissue_share_of_tiling": statistics.median(
+            t / s for t, s in zip(tissue_s, tiling_s, strict=True)
+        ),
+        "targets": {**TARGETS, "tissue_share_of_tiling_max": MAX_TISSUE_SHARE},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+        "seconds_total": time.perf_counter() - t_start,
+    }
+    write_json(args.out, result)
+    print_table(result)
+    return result
+
+
+def print_table(r: dict) -> None:
+    """Tiles/s per mode and the median ratios against their targets."""
+    print(
+        f"\ntiles benchmark ({r['preset']}: {r['slide']['side_px']}^2 px synthetic JPEG 4:2:0,"
+        f" {r['slide']['window_px']}^2 px window, {r['reps']} interleaved reps)"
+    )
+    print(f"{'mode':<18}{'tiles/s':>10}")
+    for mode, rate in r["tiles_per_s"].items():
+        print(f"{mode:<18}{rate:>10.0f}")
+    print(f"\n{'ratio (median per rep)':<28}{'value':>8}{'target':>9}")
+    for key, target in TARGETS.items():
+        ok = "ok" if r[key] >= target else "SHORT"
+        print(f"{key:<28}{r[key]:>8.3f}{'>= ' + str(target):>9}  {ok}")
+    for key in (
+        "aligned_vs_openslide",
+        "limit_vs_openslide",
+        "workers2_vs_aligned",
+        "shm_vs_pickle",
+    ):
+        print(f"{key:<28}{r[key]:>8.3f}")
+    share = r["tissue_share_of_tiling"]
+    ok = "ok" if share <= MAX_TISSUE_SHARE else "SHORT"
+    print(f"{'tissue_share_of_tiling':<28}{share:>8.3f}{'<= ' + str(MAX_TISSUE_SHARE):>9}  {ok}")
+    st = r["workers2_steady_tiles_per_s"]
+    print(
+        f"workers2 after the first batch (no start-up): shm {st['shm']:.0f}, "
+        f"pickle {st['pickle']:.0f} tiles/s"
+    )
+    print(
+        f"(tissue mask {r['tissue_seconds'] * 1000:.0f} ms; written outputs/bench/tiles.json,"
+        f" {r['seconds_total']:.0f} s in all)"
+    )
+
+
+if __name__ == "__main__":
+    main()
