@@ -182,7 +182,7 @@ def test_unknown_param_key_is_a_user_error_before_any_trial(toy) -> None:
 @pytest.mark.parametrize(
     ("override", "msg"),
     [
-        ("hpo.fixed={trainer.nope:1}", "hpo.fixed"),
+        ("hpo.fixed={trainer.nope:1}", r"hpo.fixed\['trainer.nope'\]: no such key"),
         ("hpo.n_trials=null", "n_trials or timeout_s"),
         ("metric_mode=best", "metric_mode"),
     ],
