@@ -71,6 +71,7 @@ def bentofile(cfg: Any, tags: list[str], packages: list[str]) -> dict[str, Any]:
         "max_batch_size": int(p.batching.max_batch_size),
         "max_latency_ms": int(p.batching.max_latency_ms),
         "workers": int(p.workers),
+        "concurrency": int(p.concurrency),
         "resources": {k: v for k, v in dict(p.resources).items()},
         "timeout_s": int(p.timeout_s),
         "allowed_roots": [str(r) for r in p.allowed_roots],

@@ -8,6 +8,7 @@ roots and returns its summary. Bad requests get a 4xx, never a 500.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,6 +72,10 @@ class PatchService:
         from autoscope.models.classifier import PatchClassifier
 
         self.device = pick_device("auto")
+        try:  # the slide job's writers (pandas, shapely, matplotlib) load now, not in a request
+            importlib.import_module("autoscope.infer.writers")
+        except ImportError:
+            pass
         self.models: dict[str, Any] = {}
         for i, card in enumerate(CARDS):
             path = Path(getattr(self, f"model_{i}").path)
@@ -137,6 +142,6 @@ PatchService = bentoml.service(  # type: ignore[misc]
     name=SETTINGS.name,
     workers=SETTINGS.workers,
     resources=_resources,
-    traffic={"timeout": SETTINGS.timeout_s},
+    traffic={"timeout": SETTINGS.timeout_s, "concurrency": SETTINGS.concurrency},
 )(PatchService)
 PatchService.add_asgi_middleware(SlideSubmitGuard, route="/slide", roots=SETTINGS.allowed_roots)

@@ -28,6 +28,7 @@ class ServeSettings(BaseModel):
     max_batch_size: int = 64
     max_latency_ms: int = 200
     workers: int = 1
+    concurrency: int = 32
     resources: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int = 3600
     allowed_roots: list[str] = Field(min_length=1)
