@@ -1,0 +1,280 @@
+"""Tissue detection on low-resolution RGB: stained, not glass, not pen ink.
+
+A pixel is tissue when it is coloured (HSV saturation), absorbs light (optical density), is not
+near-white glass and is not pen ink (red, green, blue or black hues that H&E does not produce).
+Morphology then closes small gaps, fills small holes and drops specks. Everything is vectorised
+numpy + scikit-image on an image of a few hundred pixels a side, so a whole-slide mask costs a
+few milliseconds. ``slide_mask`` reads that image from a pyramid level of the slide.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from autoscope.errors import UserError
+
+_WEAK, _STRONG, _PEN, _DARK = 1, 2, 4, 8  # colour-table flags
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+
+
+class TissueDetector:
+    """Foreground (tissue) masks from RGB images; keyword arguments are ``conf/tissue/*.yaml``.
+
+    Args:
+        min_saturation: HSV saturation (0-1) above which a pixel may be stained tissue.
+        edge_saturation: Saturation a pixel at the edge of a stained area needs (a pixel half
+            covered by tissue): keeps masks from swelling by the partial pixels at their edge.
+        max_brightness: A pixel whose channels are all brighter than this (0-1) is glass.
+        min_od: Minimal optical density summed over R, G and B: faint haze is not tissue.
+        pen_filter: Reject red, green, blue and black pen ink.
+        min_object_px: Drop connected tissue specks smaller than this (mask pixels).
+        close_px: Radius of the closing that joins tissue across small gaps (mask pixels).
+        fill_holes_px: Holes in tissue smaller than this are filled (mask pixels).
+        min_fraction: Default tissue fraction above which ``is_tissue`` calls an image tissue.
+        pen_min_saturation: Saturation above which a green/blue hue is ink, not counterstain.
+        red_pen_saturation: Saturation above which a pure red hue is ink, not eosin.
+        red_pen_hue: Hue distance from pure red (0-1 scale) within which a hue is red ink.
+        black_pen_value: Pixels darker than this (HSV value) and greyish are black ink.
+        blue_pen_saturation: Saturation above which a blue hue is ink, not hematoxylin (IHC).
+        dark_ink_value: Pixels darker than this (HSV value) are ink when they form solid areas...
+        dark_ink_width: ...at least this share of the image's shorter side wide (nuclei are not).
+        pen_dilate_px: Grow pen masks by this many pixels to catch the ink's blurred edges.
+    """
+
+    def __init__(
+        self,
+        min_saturation: float = 0.07,
+        edge_saturation: float = 0.13,
+        max_brightness: float = 0.92,
+        min_od: float = 0.12,
+        pen_filter: bool = True,
+        min_object_px: int = 16,
+        close_px: int = 2,
+        fill_holes_px: int = 16,
+        min_fraction: float = 0.3,
+        pen_min_saturation: float = 0.2,
+        red_pen_saturation: float = 0.12,
+        red_pen_hue: float = 0.035,
+        black_pen_value: float = 0.25,
+        blue_pen_saturation: float = 0.45,
+        dark_ink_value: float = 0.35,
+        dark_ink_width: float = 0.015,
+        pen_dilate_px: int = 2,
+    ) -> None:
+        self.min_saturation, self.max_brightness, self.min_od = (
+            min_saturation,
+            max_brightness,
+            min_od,
+        )
+        self.pen_filter, self.min_object_px, self.close_px = pen_filter, min_object_px, close_px
+        self.fill_holes_px, self.min_fraction = fill_holes_px, min_fraction
+        self.pen_min_saturation, self.red_pen_saturation = pen_min_saturation, red_pen_saturation
+        self.red_pen_hue, self.black_pen_value = red_pen_hue, black_pen_value
+        self.blue_pen_saturation = blue_pen_saturation
+        self.dark_ink_value, self.dark_ink_width = dark_ink_value, dark_ink_width
+        self.pen_dilate_px, self.edge_saturation = pen_dilate_px, edge_saturation
+        self._lut: np.ndarray | None = None
+
+    def pixels(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel decisions before morphology: ``(stained, pen)``, both HxW bool.
+
+        Colour rules are looked up in a 6-bit-per-channel table built once per detector, so a
+        pixel costs a few integer operations. Stained pixels at the edge of a stained area must
+        reach ``edge_saturation`` (a half-covered mask pixel), inner ones ``min_saturation``.
+        """
+        from scipy import ndimage
+
+        rgb = _as_rgb(rgb)
+        if self._lut is None:
+            self._lut = self._build_lut()
+        idx = (rgb[..., 0] >> 2).astype(np.intp) << 12
+        idx |= (rgb[..., 1] >> 2).astype(np.intp) << 6
+        idx |= rgb[..., 2] >> 2
+        flags = self._lut[idx]
+        weak = (flags & _WEAK) > 0
+        inner = ndimage.binary_erosion(weak, _CROSS, border_value=1)
+        stained = ((flags & _STRONG) > 0) | inner
+        pen = np.zeros_like(weak)
+        if self.pen_filter:
+            pen = (flags & _PEN) > 0
+            dark = (flags & _DARK) > 0
+            if dark.any():  # dark ink: solid dark areas wider than nuclei (survive an opening)
+                r = max(2, round(min(dark.shape) * self.dark_ink_width))
+                core = ndimage.binary_erosion(dark, _disk(r), border_value=1)  # ink may leave
+                pen |= ndimage.binary_dilation(core, _disk(r))
+            if self.pen_dilate_px > 0 and pen.any():
+                pen = ndimage.binary_dilation(pen, _disk(self.pen_dilate_px))
+        return stained & ~pen, pen
+
+    def pen_mask(self, rgb: np.ndarray) -> np.ndarray:
+        """Pen ink pixels (HxW bool): red, green, blue, black and dark inks, grown a little."""
+        return self.pixels(rgb)[1]
+
+    def _build_lut(self) -> np.ndarray:
+        """Flags for every 6-bit RGB cell, evaluated at the cell centres."""
+        q = (np.arange(64, dtype=np.float32) * 4 + 1.5)[:, None, None]
+        r, g, b = np.broadcast_arrays(q, q.reshape(1, 64, 1), q.reshape(1, 1, 64))
+        mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+        sat = (mx - mn) / np.maximum(mx, 1.0)
+        od = -np.log10((np.stack([r, g, b]) + 1.0) / 256.0).sum(axis=0)
+        base = (od > self.min_od) & (mn < 255 * self.max_brightness)
+        d = np.maximum(mx - mn, 1e-6)
+        hue = (
+            np.where(
+                mx == r,
+                ((g - b) / d) % 6.0,
+                np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0),
+            )
+            / 6.0
+        )  # 0 red, 1/3 green, 2/3 blue
+        red = (np.minimum(hue, 1.0 - hue) < self.red_pen_hue) & (sat > self.red_pen_saturation)
+        green = (hue > 0.15) & (hue < 0.55) & (sat > self.pen_min_saturation)
+        blue = (hue >= 0.55) & (hue < 0.655) & (sat > self.blue_pen_saturation)
+        black = (mx < 255 * self.black_pen_value) & (sat < 0.5)
+        flags = np.where(base & (sat > self.min_saturation), _WEAK, 0)
+        flags |= np.where(base & (sat > self.edge_saturation), _STRONG, 0)
+        flags |= np.where(red | green | blue | black, _PEN, 0)
+        flags |= np.where(mx < 255 * self.dark_ink_value, _DARK, 0)
+        return flags.astype(np.uint8).ravel()
+
+    def mask(self, rgb: np.ndarray) -> np.ndarray:
+        """Tissue mask (HxW bool) of an RGB uint8 image (HxWx3; an alpha channel is ignored)."""
+        from scipy import ndimage
+
+        m, pen = self.pixels(rgb)
+        if self.close_px > 0 and m.any():
+            r = self.close_px
+            pad = np.pad(m, r, mode="constant")  # closing near the border must not erode it
+            m = ndimage.binary_closing(pad, structure=_disk(r))[r:-r, r:-r] | m
+        if self.fill_holes_px > 0 and m.any():
+            m |= _small_parts(~m, self.fill_holes_px)
+        m &= ~pen  # morphology must not close over ink
+        if self.min_object_px > 0 and m.any():
+            m &= ~_small_parts(m, self.min_object_px)
+        return m
+
+    def tissue_fraction(self, rgb: np.ndarray) -> float:
+        """Share of the image that is tissue (0-1)."""
+        m = self.mask(rgb)
+        return float(m.mean()) if m.size else 0.0
+
+    def is_tissue(self, rgb: np.ndarray, min_fraction: float | None = None) -> bool:
+        """Whether at least ``min_fraction`` (default: the detector's) of the image is tissue."""
+        limit = self.min_fraction if min_fraction is None else min_fraction
+        return self.tissue_fraction(rgb) >= limit
+
+    def slide_mask(self, slide: Any, mask_mpp: float) -> tuple[np.ndarray, float | None]:
+        """Tissue mask of a whole slide at about ``mask_mpp``; see :func:`slide_mask`."""
+        return slide_mask(slide, mask_mpp, self)
+
+
+def slide_mask(
+    slide: Any, mask_mpp: float, detector: TissueDetector | None = None
+) -> tuple[np.ndarray, float | None]:
+    """Read a low-resolution image of the whole slide and mask its tissue.
+
+    Reads the coarsest pyramid level not coarser than ``mask_mpp`` and block-averages it by an
+    integer factor to the nearest grid at or finer than ``mask_mpp``; pixel ``(i, j)`` of the mask
+    covers level-0 pixels ``[j*d, (j+1)*d) x [i*d, (i+1)*d)`` with ``d = actual_mpp / slide mpp``.
+
+    Args:
+        slide: A ``TileReader`` (``autoscope.slides.reader``), an ``openslide.OpenSlide`` or a path.
+        mask_mpp: Wanted mask resolution (micrometres per pixel).
+        detector: The detector to use (default settings if omitted).
+
+    Returns:
+        ``(mask, actual_mpp)``: HxW bool and the mask's mpp. A slide without MPP is masked at a
+        downsample of 32 and ``actual_mpp`` is None.
+    """
+    detector = detector or TissueDetector()
+    opened = None
+    if isinstance(slide, str | bytes) or hasattr(slide, "__fspath__"):
+        import openslide
+
+        slide = opened = openslide.OpenSlide(str(slide))
+    try:
+        mpp = _slide_mpp(slide)
+        if mask_mpp <= 0:
+            raise UserError(f"tissue mask mpp must be positive, got {mask_mpp}")
+        want = 32.0 if mpp is None else mask_mpp / mpp  # level-0 px per mask px
+        downs = [float(d) for d in slide.level_downsamples]
+        level = max((i for i, d in enumerate(downs) if d <= want * 1.01), key=downs.__getitem__)
+        factor = max(1, math.floor(want / downs[level] * 1.01))
+        img = _read_level(slide, level)
+        h, w = img.shape[0] // factor, img.shape[1] // factor
+        if factor > 1:  # box average (PIL, C speed) on the whole-block grid
+            from PIL import Image
+
+            crop = np.ascontiguousarray(img[: h * factor, : w * factor])
+            img = np.asarray(Image.fromarray(crop).reduce(factor))
+        actual = None if mpp is None else mpp * downs[level] * factor
+        return detector.mask(img), actual
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union of two masks (nonzero = foreground).
+
+    ``pred`` is resized to ``truth``'s shape by nearest neighbour when they differ (masks made at
+    slightly different downsamples of the same slide). Two empty masks give 1.0.
+    """
+    pred, truth = np.asarray(pred) != 0, np.asarray(truth) != 0
+    if pred.shape != truth.shape:
+        rows = np.minimum(
+            (np.arange(truth.shape[0]) + 0.5) * pred.shape[0] / truth.shape[0], pred.shape[0] - 1
+        )
+        cols = np.minimum(
+            (np.arange(truth.shape[1]) + 0.5) * pred.shape[1] / truth.shape[1], pred.shape[1] - 1
+        )
+        pred = pred[rows.astype(int)][:, cols.astype(int)]
+    union = np.logical_or(pred, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
+
+
+def _as_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4) or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
+    return rgb[..., :3]
+
+
+def _small_parts(m: np.ndarray, min_px: int) -> np.ndarray:
+    """Pixels of 8-connected components of ``m`` smaller than ``min_px``."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(m, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros_like(m)
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_px
+    small[0] = False
+    return small[labels]
+
+
+def _disk(radius: int) -> np.ndarray:
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return x * x + y * y <= radius * radius
+
+
+def _slide_mpp(slide: Any) -> float | None:
+    """Level-0 mpp of a TileReader (``.mpp``) or an OpenSlide (``openslide.mpp-x``)."""
+    if hasattr(slide, "properties"):
+        value = slide.properties.get("openslide.mpp-x")
+        return float(value) if value else None
+    return getattr(slide, "mpp", None)
+
+
+def _read_level(slide: Any, level: int) -> np.ndarray:
+    """The whole of one pyramid level as RGB uint8 (transparent areas become white)."""
+    w, h = (int(v) for v in slide.level_dimensions[level])
+    if hasattr(slide, "properties"):  # OpenSlide: RGBA PIL image, premultiplied transparency
+        rgba = np.asarray(slide.read_region((0, 0), level, (w, h)))
+        rgb = rgba[..., :3].copy()
+        rgb[rgba[..., 3] == 0] = 255
+        return rgb
+    return slide.read_region(0, 0, level, w, h)
