@@ -30,11 +30,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "outputs" / "bench"
+SVS = ROOT / "tests" / "fixtures" / "cmu-1-small-region.svs"  # a real Aperio slide
 TILE_PX = 256  # the synthetic slide's tile side: "aligned" reads are exactly one stored tile
 PATCH_UNALIGNED = 224  # a common model input size, off the tile grid
 PRESETS = {  # slide side (level-0 px) and the timed window side (level-0 px, centred)
@@ -50,12 +52,12 @@ TARGETS = {
 MAX_TISSUE_SHARE = 0.03
 
 
-def build_slide(preset: str):
+def build_slide(preset: str, subsampling: str):
     """The cached synthetic slide of a preset (generated on first use)."""
     from autoscope.slides.synth import SynthSlide, make_synthetic_slide
 
     side = PRESETS[preset]["side_px"]
-    path = OUT_DIR / f"synth_{preset}_{side}.tif"
+    path = OUT_DIR / f"synth_{preset}_{side}_{subsampling}.tif"
     mask_path = path.with_name(path.stem + "_mask.png")
     if path.is_file() and mask_path.is_file():
         from PIL import Image
@@ -64,7 +66,13 @@ def build_slide(preset: str):
         return SynthSlide(path, mask_path, path.with_suffix(".geojson"), truth, 16, side, side)
     print(f"generating {path.name} ({side} x {side} px) ...", flush=True)
     return make_synthetic_slide(
-        path, seed=0, width_px=side, height_px=side, tile_px=TILE_PX, mask_downsample=16
+        path,
+        seed=0,
+        width_px=side,
+        height_px=side,
+        tile_px=TILE_PX,
+        subsampling=subsampling,
+        mask_downsample=16,
     )
 
 
@@ -76,41 +84,55 @@ def window_coords(side: int, window: int, patch_px: int) -> np.ndarray:
     return grid(window, window, patch_px, patch_px) + start
 
 
-def make_modes(
-    path: str, aligned: np.ndarray, unaligned: np.ndarray
-) -> tuple[dict[str, Callable], dict[str, list[float]]]:
-    """One closure per mode, each reading its coordinates once and returning the patch count;
-    and the lists where the worker modes record their steady-state rate (after the 1st batch)."""
+def base_modes(path: str, aligned: np.ndarray, prefix: str = "") -> tuple[dict[str, Callable], Any]:
+    """``openslide``, ``limit`` and ``aligned`` closures over one slide's aligned tiles, and
+    the open reader. Each closure reads its coordinates once and returns the patch count."""
     import imagecodecs
     import openslide
 
-    from autoscope.slides.parallel import iter_batches
     from autoscope.slides.reader import open_reader
 
     slide = openslide.OpenSlide(path)
     reader = open_reader(path)
-    slow = open_reader(path, backend="openslide")
     fast = reader.fast_levels[0]
-    assert fast is not None, "the benchmark slide must take the fast path"
-    stored = [fast.tile_bytes(x // TILE_PX, y // TILE_PX) for x, y in aligned.tolist()]
+    assert fast is not None, f"{path} must take the fast path"
+    tw, th = fast.tile_w, fast.tile_h
+    stored = [fast.tile_bytes(x // tw, y // th) for x, y in aligned.tolist()]
     tables, cs = fast.tables, fast.colorspace
-    xy_a, xy_u = aligned.tolist(), unaligned.tolist()
+    buf = np.empty((th, tw, 3), np.uint8)
+    xy = aligned.tolist()
 
     def run_openslide() -> int:
-        for x, y in xy_a:
-            np.asarray(slide.read_region((x, y), 0, (TILE_PX, TILE_PX)).convert("RGB"))
-        return len(xy_a)
+        for x, y in xy:
+            np.asarray(slide.read_region((x, y), 0, (tw, th)).convert("RGB"))
+        return len(xy)
 
     def run_limit() -> int:
         for data in stored:
-            imagecodecs.jpeg8_decode(data, tables=tables, colorspace=cs, outcolorspace=2)
+            imagecodecs.jpeg8_decode(data, tables=tables, colorspace=cs, outcolorspace=2, out=buf)
         return len(stored)
 
     def run_aligned() -> int:
         reader.cache.clear()
-        for x, y in xy_a:
-            reader.read_region(x, y, 0, TILE_PX, TILE_PX)
-        return len(xy_a)
+        for x, y in xy:
+            reader.read_region(x, y, 0, tw, th)
+        return len(xy)
+
+    modes = {"openslide": run_openslide, "limit": run_limit, "aligned": run_aligned}
+    return {prefix + k: v for k, v in modes.items()}, reader
+
+
+def make_modes(
+    path: str, aligned: np.ndarray, unaligned: np.ndarray
+) -> tuple[dict[str, Callable], dict[str, list[float]]]:
+    """Every mode's closure, and the lists where the worker modes record their steady-state
+    rate (after the first batch, i.e. without process start-up)."""
+    from autoscope.slides.parallel import iter_batches
+    from autoscope.slides.reader import open_reader
+
+    modes, reader = base_modes(path, aligned)
+    slow = open_reader(path, backend="openslide")
+    xy_a, xy_u = aligned.tolist(), unaligned.tolist()
 
     def run_unaligned() -> int:
         reader.cache.clear()
@@ -127,7 +149,7 @@ def make_modes(
 
     def workers(transport: str) -> Callable[[], int]:
         def run() -> int:
-            n, t_first = 0, 0.0
+            n, n_first, t_first = 0, 0, 0.0
             for batch, _ in iter_batches(
                 path,
                 aligned,
@@ -146,15 +168,21 @@ def make_modes(
 
         return run
 
-    return {
-        "openslide": run_openslide,
-        "limit": run_limit,
-        "aligned": run_aligned,
-        "unaligned": run_unaligned,
-        "fallback": run_fallback,
-        "workers2": workers("shm"),
-        "workers2_pickle": workers("pickle"),
-    }, steady
+    modes.update(
+        unaligned=run_unaligned,
+        fallback=run_fallback,
+        workers2=workers("shm"),
+        workers2_pickle=workers("pickle"),
+    )
+    if SVS.is_file():
+        with open_reader(SVS) as svs:
+            w, h = svs.level_dimensions[0]
+            tw, th = svs.fast_levels[0].tile_w, svs.fast_levels[0].tile_h
+        svs_tiles = np.array(
+            [(x, y) for y in range(0, h - th + 1, th) for x in range(0, w - tw + 1, tw)], np.int64
+        )
+        modes.update(base_modes(str(SVS), svs_tiles, "svs_")[0])
+    return modes, steady
 
 
 def time_tissue(path: str, truth: np.ndarray) -> tuple[float, float]:
@@ -188,11 +216,12 @@ def write_json(path: Path, data: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="slide size")
+    p.add_argument("--subsampling", choices=["420", "444"], default="420", help="JPEG chroma")
     p.add_argument("--reps", type=int, default=7, help="interleaved repetitions (>= 7 advised)")
     p.add_argument("--out", type=Path, default=OUT_DIR / "tiles.json", help="result JSON")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
-    synth = build_slide(args.preset)
+    synth = build_slide(args.preset, args.subsampling)
     path, side = str(synth.path), PRESETS[args.preset]["side_px"]
     window = min(side, PRESETS[args.preset]["window_px"])
     aligned = window_coords(side, window, TILE_PX)
@@ -223,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
             "path": path,
             "side_px": side,
             "tile_px": TILE_PX,
-            "subsampling": "420",
+            "subsampling": args.subsampling,
             "window_px": window,
             "tiles_aligned": len(aligned),
             "patches_unaligned": len(unaligned),
@@ -239,6 +268,14 @@ def main(argv: list[str] | None = None) -> dict:
         "fallback_vs_openslide": median_ratio(rates, "fallback", "openslide"),
         "workers2_vs_aligned": median_ratio(rates, "workers2", "aligned"),
         "shm_vs_pickle": median_ratio(rates, "workers2", "workers2_pickle"),
+        **(
+            {
+                "svs_aligned_vs_limit": median_ratio(rates, "svs_aligned", "svs_limit"),
+                "svs_aligned_vs_openslide": median_ratio(rates, "svs_aligned", "svs_openslide"),
+            }
+            if "svs_aligned" in rates
+            else {}
+        ),
         "tissue_iou": iou,
         "tissue_seconds": statistics.median(tissue_s),
         "tissue_share_of_tiling": statistics.median(
@@ -260,7 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
 def print_table(r: dict) -> None:
     """Tiles/s per mode and the median ratios against their targets."""
     print(
-        f"\ntiles benchmark ({r['preset']}: {r['slide']['side_px']}^2 px synthetic JPEG 4:2:0,"
+        f"\ntiles benchmark ({r['preset']}: {r['slide']['side_px']}^2 px synthetic JPEG "
+        f"{r['slide']['subsampling']},"
         f" {r['slide']['window_px']}^2 px window, {r['reps']} interleaved reps)"
     )
     print(f"{'mode':<18}{'tiles/s':>10}")
@@ -275,8 +313,11 @@ def print_table(r: dict) -> None:
         "limit_vs_openslide",
         "workers2_vs_aligned",
         "shm_vs_pickle",
+        "svs_aligned_vs_limit",
+        "svs_aligned_vs_openslide",
     ):
-        print(f"{key:<28}{r[key]:>8.3f}")
+        if key in r:
+            print(f"{key:<28}{r[key]:>8.3f}")
     share = r["tissue_share_of_tiling"]
     ok = "ok" if share <= MAX_TISSUE_SHARE else "SHORT"
     print(f"{'tissue_share_of_tiling':<28}{share:>8.3f}{'<= ' + str(MAX_TISSUE_SHARE):>9}  {ok}")
