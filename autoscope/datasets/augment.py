@@ -73,6 +73,9 @@ def augment_batch(
         mean: per-channel mean to subtract after scaling to [0, 1] (None: no normalisation).
         std: per-channel std to divide by (with `mean`).
 
+    Runs on the batch's device: move the uint8 batch to the GPU first and the augmentation runs
+    there (the random draws stay on the generator's CPU, so results do not depend on the device).
+
     Returns:
         contiguous float32 tensor [B, 3, H, W] in [0, 1], or normalised with
         mean/std when given.
@@ -83,7 +86,7 @@ def augment_batch(
         raise ValueError(f"augment_batch wants uint8 [B,H,W,3], got {x.dtype} {tuple(x.shape)}")
     b, h, w, _ = x.shape
     if geometric and h == w:
-        x = _dihedral_u8(x, torch.randint(0, 8, (b,), generator=generator))
+        x = _dihedral_u8(x, torch.randint(0, 8, (b,), generator=generator).to(x.device))
     a, o = _colour_affine(b, jitter, generator)
     lo, hi = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     if mean is not None and std is not None:
@@ -91,9 +94,10 @@ def augment_batch(
         a, o = a / s.view(1, 3, 1), (o - m) / s
         lo = [(0.0 - mi) / si for mi, si in zip(mean, std, strict=True)]
         hi = [(1.0 - mi) / si for mi, si in zip(mean, std, strict=True)]
-    planar = torch.empty(b, 3, h, w, dtype=torch.float32)
+    a, o = (a / 255.0).to(x.device), o.to(x.device)
+    planar = torch.empty(b, 3, h, w, dtype=torch.float32, device=x.device)
     planar.copy_(x.permute(0, 3, 1, 2))
-    out = torch.baddbmm(o.unsqueeze(2), a / 255.0, planar.view(b, 3, h * w)).view(b, 3, h, w)
+    out = torch.baddbmm(o.unsqueeze(2), a, planar.view(b, 3, h * w)).view(b, 3, h, w)
     for c in range(3):
         out[:, c].clamp_(lo[c], hi[c])
     return out
