@@ -77,6 +77,7 @@ class TileReader:
         bg = props.get("openslide.background-color", "FFFFFF")
         self.background = np.array([int(bg[i : i + 2], 16) for i in (0, 2, 4)], np.uint8)
         self.cache = TileCache(cache_mb * 2**20)
+        self._best: dict[float, tuple[int, float]] = {}  # best_level per target mpp
         self._fd: int | None = None
         self.fast_levels: list[JpegTileLevel | None] = [None] * len(self.level_dimensions)
         if backend == "auto" and self.vendor in FAST_VENDORS:
@@ -199,13 +200,16 @@ class TileReader:
         """
         if self.mpp is None:
             raise UserError(f"{self.path}: no mpp in the file; give mpp_x (slides metadata/recipe)")
+        if mpp in self._best:
+            return self._best[mpp]
         if mpp <= 0:
             raise UserError(f"target mpp must be positive, got {mpp}")
         limit = mpp * (1 + MPP_TOLERANCE)
         fine = [i for i in range(self.level_count) if self.mpp * self.level_downsamples[i] <= limit]
         level = max(fine, key=lambda i: self.level_downsamples[i], default=0)
         scale = mpp / (self.mpp * self.level_downsamples[level])
-        return level, (1.0 if abs(scale - 1.0) <= MPP_TOLERANCE else scale)
+        self._best[mpp] = (level, 1.0 if abs(scale - 1.0) <= MPP_TOLERANCE else scale)
+        return self._best[mpp]
 
     def read_patch(
         self, x0: int, y0: int, mpp: float, patch_px: int, out: np.ndarray | None = None
