@@ -44,6 +44,23 @@ def _check_weights(path: Path) -> int:
     return int(sum(v.numel() for v in state.values()))
 
 
+def _review_heatmap(cfg: Any, run: Any, staging: Path, review: dict[str, str]) -> dict | None:
+    """Add the heatmap of a validation slide to `review`; a failure is reported, not fatal."""
+    from autoscope.archive import heatmap
+
+    slide = None
+    try:
+        slide = heatmap.pick_review_slide(cfg, run)
+        if slide is None:
+            return None
+        review.update(heatmap.draw_heatmap(staging, slide))
+        return {"path": slide}
+    except Exception as e:  # noqa: BLE001 - the review picture is optional; the card says why
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"archive: no review heatmap for {slide or 'archive.review_slide'}: {msg}")
+        return {"path": slide, "error": msg}
+
+
 def _stage_version(cfg: Any, client: Any, run: Any, name: str, version: int, staging: Path) -> dict:
     """Fill `staging` with weights, spec, review pictures and the card; return the card."""
     import json
@@ -65,6 +82,7 @@ def _stage_version(cfg: Any, client: Any, run: Any, name: str, version: int, sta
     shutil.rmtree(staging / "_in")
     params = _check_weights(staging / "model.pt")
     spec = json.loads((staging / "spec.json").read_text())
+    review_slide = _review_heatmap(cfg, run, staging, review)
     tag = f"{name}:v{version}"
     meta = card.build_card(
         name=name,
@@ -77,6 +95,7 @@ def _stage_version(cfg: Any, client: Any, run: Any, name: str, version: int, sta
         review=review,
     )
     meta["parameters"] = params
+    meta["review_slide"] = review_slide
     card.write_json(staging / card.CARD, meta)
     return meta
 
@@ -139,9 +158,11 @@ def models_view(cfg: Any, flags: list[str]) -> None:
     """Print a table of the project's archived models (`autoscope models list <recipe>`)."""
     from autoscope.archive import card, registry, runs
 
-    parser = argparse.ArgumentParser(prog="autoscope models list", add_help=True)
+    parser = argparse.ArgumentParser(prog="autoscope models list", add_help=False)
     parser.add_argument("--name", default=None, help="only this model_name")
-    args = parser.parse_args(flags)
+    args, unknown = parser.parse_known_args(flags)
+    if unknown:
+        raise UserError(f"models list: unexpected argument '{unknown[0]}' (known: --name NAME)")
     cards = card.archived_cards(Path(cfg.paths.outputs) / "models")
     if args.name:
         cards = [c for c in cards if c["name"].endswith(f"-{args.name}")]

@@ -86,3 +86,24 @@ def test_archive_unknown_run_and_empty_project(workspace: Path) -> None:
     fake_run(cfg)
     with pytest.raises(UserError, match="no MLflow run 'nope'"):
         archive.run(compose_cfg(workspace, "archive.run=nope"))
+
+
+def test_archive_review_heatmap_of_a_slide(workspace: Path) -> None:
+    from autoscope.slides.synth import make_synthetic_slide
+
+    slide = make_synthetic_slide(workspace / "val_000.tif", seed=5, width_px=1024, height_px=768)
+    cfg = compose_cfg(workspace, f"archive.review_slide={slide.path}")
+    fake_run(cfg)
+    card = json.loads(Path(archive.run(cfg)["card"]).read_text())
+    assert card["review_slide"] == {"path": str(Path(slide.path).resolve())}
+    vdir = Path(cfg.paths.outputs) / "models" / "tissue_classification" / "v1"
+    assert (vdir / card["review"]["heatmap"]).is_file()
+    assert (vdir / card["review"]["heatmap_overview"]).is_file()
+
+
+def test_archive_goes_on_without_a_review_slide(workspace: Path, capsys) -> None:
+    cfg = compose_cfg(workspace, "archive.review_slide=no_such_slide")
+    fake_run(cfg)
+    card = json.loads(Path(archive.run(cfg)["card"]).read_text())
+    assert "heatmap" not in card["review"] and card["review_slide"]["error"]
+    assert "no review heatmap" in capsys.readouterr().out
