@@ -30,6 +30,7 @@ from autoscope.hpo.space import base_params, parse_space, suggest
 from autoscope.hpo.study import WORKER, counts, masked, open_study, recover, storage_url
 
 Objective = Callable[[Any, Any], Any]
+MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop
 
 
 def _log(study: str, msg: str) -> None:
@@ -60,16 +61,16 @@ def _make_trial_fn(
 
     def trial_fn(trial: Any) -> float:
         trial.set_user_attr("worker", WORKER)
-        params = {s.key: suggest(trial, s) for s in groups}
-        chosen = group_choice_cfg(cfg, params)  # a key the chosen group lacks: not sampled
-        params.update({s.key: suggest(trial, s) for s in plain if key_exists(chosen, s.key)})
-        tcfg = apply_params(cfg, {**fixed, **params})
-        with open_dict(tcfg):
-            tcfg.multirun = False
         tdir = sweep_dir / str(trial.number)
-        head = f"# trial #{trial.number}: {' '.join(to_overrides(cfg, {**fixed, **params}))}\n"
-        write_atomic(tdir / "config.yaml", head + OmegaConf.to_yaml(tcfg))
-        try:
+        try:  # any error of the trial (its config included) fails it with a reason
+            params = {s.key: suggest(trial, s) for s in groups}
+            chosen = group_choice_cfg(cfg, params)  # a key the chosen group lacks: not sampled
+            params.update({s.key: suggest(trial, s) for s in plain if key_exists(chosen, s.key)})
+            tcfg = apply_params(cfg, {**fixed, **params})
+            with open_dict(tcfg):
+                tcfg.multirun = False
+            head = f"# trial #{trial.number}: {' '.join(to_overrides(cfg, {**fixed, **params}))}\n"
+            write_atomic(tdir / "config.yaml", head + OmegaConf.to_yaml(tcfg))
             metrics = objective(tcfg, trial)
             value = _value(metrics, str(cfg.metric))
         except (TrialPruned, KeyboardInterrupt):
@@ -168,8 +169,11 @@ def run_study(cfg: Any, objective: Objective) -> dict:
     trial_fn = _make_trial_fn(cfg, objective, specs, fixed, sweep_dir)
     start = t0 = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: error.txt
+    repeated: list[str] = []  # reasons of the consecutive failures of this worker
     try:
         while True:
+            for line in recover(study):  # other workers' stale trials (heartbeat) are queued again
+                _log(name, line)
             c = counts(study)
             if n_trials is not None and c.counted + c.running >= n_trials:
                 break
@@ -178,12 +182,23 @@ def run_study(cfg: Any, objective: Objective) -> dict:
                 break
             t0 = time.monotonic()
             study.optimize(trial_fn, n_trials=1, catch=(Exception,))
-            _after_trial(cfg, study, sweep_dir, tracker, time.monotonic() - t0, n_trials)
+            t = _after_trial(cfg, study, sweep_dir, tracker, time.monotonic() - t0, n_trials)
+            reason = t.user_attrs.get("fail_reason") if t is not None else None
+            repeated = repeated + [reason] if reason else []
+            if len(repeated) >= MAX_SAME_FAILURES and len(set(repeated[-MAX_SAME_FAILURES:])) == 1:
+                raise UserError(
+                    f"hpo: {MAX_SAME_FAILURES} trials in a row failed with {reason} "
+                    f"(traceback: {sweep_dir / str(t.number) / 'error.txt'})"
+                )
     except KeyboardInterrupt:
         _after_trial(cfg, study, sweep_dir, tracker, time.monotonic() - t0, n_trials)
         if tracker is not None:
             tracker.client.set_terminated(tracker.run_id, "KILLED")
         _log(name, "interrupted: run the same command again to resume")
+        raise
+    except UserError:
+        if tracker is not None:
+            tracker.client.set_terminated(tracker.run_id, "FAILED")
         raise
     finally:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -192,11 +207,14 @@ def run_study(cfg: Any, objective: Objective) -> dict:
 
 def _after_trial(
     cfg: Any, study: Any, sweep_dir: Path, tracker: Any, seconds: float, n_trials: int | None
-) -> None:
-    """Log the trial this worker just ran: one progress line, result.json, MLflow nesting."""
+) -> Any:
+    """Log the trial this worker just ran: one progress line, result.json, MLflow nesting.
+
+    Returns that trial (a FrozenTrial), or None when this worker has run none.
+    """
     mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == WORKER]
     if not mine:
-        return
+        return None
     t = mine[-1]
     c = counts(study)
     best = ""
@@ -215,6 +233,7 @@ def _after_trial(
     write_atomic(sweep_dir / str(t.number) / "result.json", json.dumps(record, indent=2) + "\n")
     if tracker is not None:
         tracker.log_trial(t.number, t.value, t.user_attrs.get("run_id"))
+    return t
 
 
 def _finish(cfg: Any, study: Any, sweep_dir: Path, tracker: Any) -> dict:

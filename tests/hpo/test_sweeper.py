@@ -50,6 +50,35 @@ def test_failed_trial_is_recorded_and_the_study_goes_on(toy, capsys) -> None:
     assert (sweep / "importances.png").stat().st_size > 1000
 
 
+def test_a_trial_whose_config_breaks_fails_with_a_reason(toy, monkeypatch) -> None:
+    import autoscope.hpo.sweeper as sweeper
+
+    real = sweeper.apply_params
+
+    def broken(cfg, params):
+        if params.get("toy") == "b":
+            raise UserError("recipe 'toy': cannot compose")
+        return real(cfg, params)
+
+    monkeypatch.setattr(sweeper, "apply_params", broken)
+    res = run_study(toy(["hpo.n_trials=4"]), objective)
+    t = _load(toy()).trials
+    assert len(t) == 4 and res["n_complete"] + res["n_failed"] == 4
+    for x in t:
+        assert (x.state == TrialState.FAIL) == (x.params["toy"] == "b")
+        if x.state == TrialState.FAIL:
+            assert x.user_attrs["fail_reason"] == "UserError: recipe 'toy': cannot compose"
+
+
+def test_the_same_failure_three_times_in_a_row_stops_the_study(toy) -> None:
+    def always(tcfg, trial):
+        raise FileNotFoundError("dataset 'demo_tissue' is not built")
+
+    with pytest.raises(UserError, match="3 trials in a row failed with FileNotFoundError"):
+        run_study(toy(["hpo.n_trials=10"]), always)
+    assert [x.state for x in _load(toy()).trials] == [TrialState.FAIL] * 3
+
+
 def test_best_yaml_is_a_recipe_delta_that_composes(toy) -> None:
     cfg = toy(["hpo.n_trials=4"])
     res = run_study(cfg, objective)
