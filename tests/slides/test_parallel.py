@@ -10,14 +10,30 @@ import numpy as np
 import pytest
 
 from autoscope.errors import UserError
+from autoscope.slides import parallel
 from autoscope.slides.parallel import iter_batches
 from autoscope.slides.reader import open_reader
 from autoscope.slides.samplers import grid
 from autoscope.slides.synth import make_synthetic_slide
 
 
-def shm_names() -> set[str]:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+@pytest.fixture
+def made_shm(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the shared-memory segments iter_batches creates in this test."""
+    names: list[str] = []
+
+    class Recording(parallel.SharedMemory):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            names.append(self.name)
+
+    monkeypatch.setattr(parallel, "SharedMemory", Recording)
+    return names
+
+
+def leaked(names: list[str]) -> list[str]:
+    """The segments still present in /dev/shm (Linux)."""
+    return [n for n in names if os.path.exists(f"/dev/shm/{n.lstrip('/')}")]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +52,9 @@ def expected(path: Path, coords: np.ndarray, mpp: float, patch_px: int) -> np.nd
     ("workers", "transport", "mpp"),
     [(0, "shm", 0.5), (2, "shm", 0.5), (1, "pickle", 0.5), (2, "shm", 0.75)],
 )
-def test_batches_in_order(synth_slide, coords, workers: int, transport: str, mpp: float) -> None:
-    before = shm_names()
+def test_batches_in_order(
+    synth_slide, coords, made_shm, workers: int, transport: str, mpp: float
+) -> None:
     batches = list(
         iter_batches(
             str(synth_slide.path),
@@ -58,11 +75,10 @@ def test_batches_in_order(synth_slide, coords, workers: int, transport: str, mpp
     assert (np.concatenate([c for _, c in batches]) == coords).all()
     assert (got == expected(synth_slide.path, coords, mpp, 96)).all()
     assert not mp.active_children()
-    assert shm_names() <= before, "the shared-memory ring must be unlinked"
+    assert not leaked(made_shm), "the shared-memory ring must be unlinked"
 
 
-def test_early_break_cleans_up(synth_slide, coords) -> None:
-    before = shm_names()
+def test_early_break_cleans_up(synth_slide, coords, made_shm) -> None:
     it = iter_batches(
         str(synth_slide.path), coords, 0.5, 64, batch_size=4, workers=2, queue_depth=2
     )
@@ -70,7 +86,7 @@ def test_early_break_cleans_up(synth_slide, coords) -> None:
     it.close()  # what a `break` in a for loop does
     assert first.shape == (4, 64, 64, 3) and (c == coords[:4]).all()
     assert not mp.active_children()
-    assert shm_names() <= before
+    assert made_shm and not leaked(made_shm)
 
 
 def test_empty_and_bad_inputs(tmp_path: Path, synth_slide) -> None:
