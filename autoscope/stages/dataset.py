@@ -84,7 +84,8 @@ def show_view(cfg: Any, flags: list[str]) -> None:
         f"  {stats['patches']} patches, {stats['patch_px']} px at {stats['mpp']} um/px, "
         f"split by {stats['split_by']}"
     )
-    for s, per in stats["by_split_class"].items():
+    for s in ("train", "val", "test"):
+        per = stats["by_split_class"][s]
         counts = ", ".join(f"{c}={n}" for c, n in per.items())
         print(
             f"  {s:<5} {stats['by_split'][s]:>7}  ({stats['groups_per_split'][s]} groups: {counts})"
