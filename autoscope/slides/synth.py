@@ -243,22 +243,23 @@ def make_synthetic_slide(
     if with_mpp:
         kw.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
     tmp = path.with_name(path.name + ".part")
-    level1: list[np.ndarray] = []
+    img = np.empty((height_px // level_factor, width_px // level_factor, 3), np.uint8)  # level 1
 
     def level0_tiles() -> Iterator[np.ndarray]:
         for y0 in range(0, height_px, tile_px):
             band = _render_band(label, tex, y0, min(tile_px, height_px - y0), width_px)
-            level1.append(_shrink(band, level_factor))
+            small = _shrink(band, level_factor)
+            img[y0 // level_factor : y0 // level_factor + len(small)] = small
             yield from (band[:, x : x + tile_px] for x in range(0, width_px, tile_px))
 
     with tifffile.TiffWriter(tmp, bigtiff=width_px * height_px > 2**31) as tif:
         desc = f"AutoSCOPE synthetic slide seed={seed}"
         tif.write(level0_tiles(), shape=(height_px, width_px, 3), description=desc, **kw)
-        img, size = None, max(width_px, height_px)
+        size = max(width_px, height_px)
         while size >= min_level_px:
-            img = np.concatenate(level1) if img is None else _shrink(img, level_factor)
             size = max(img.shape[:2])
             tif.write(img, subfiletype=1, **kw)
+            img = _shrink(img, level_factor)
     os.replace(tmp, path)
 
     mask_path = path.with_name(path.stem + "_mask.png")
