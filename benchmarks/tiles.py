@@ -57,6 +57,23 @@ TARGETS = {
     "tissue_iou": 0.95,
 }
 MAX_TISSUE_SHARE = 0.03
+RATIOS = {  # ratio name: (numerator mode, denominator mode), medians of per-repetition ratios
+    "aligned_vs_limit": ("aligned", "limit"),
+    "unaligned_vs_aligned": ("unaligned", "aligned"),
+    "fallback_vs_openslide": ("fallback", "openslide"),
+    "aligned_vs_openslide": ("aligned", "openslide"),
+    "limit_vs_openslide": ("limit", "openslide"),
+    "workers2_vs_aligned": ("workers2", "aligned"),
+    "shm_vs_pickle": ("workers2", "workers2_pickle"),
+    "svs_aligned_vs_limit": ("svs_aligned", "svs_limit"),
+    "svs_aligned_vs_openslide": ("svs_aligned", "svs_openslide"),
+}
+CPU_RATIOS = (
+    "aligned_vs_limit",
+    "unaligned_vs_aligned",
+    "aligned_vs_openslide",
+    "fallback_vs_openslide",
+)
 
 
 def build_slide(preset: str, subsampling: str):
@@ -256,39 +273,22 @@ def main(argv: list[str] | None = None) -> dict:
     tiling_s = [tiles_whole_slide / r for r in rates["aligned"]]
     result = {
         "preset": args.preset,
-        "slide": {
-            "path": path,
-            "side_px": side,
-            "tile_px": TILE_PX,
-            "subsampling": args.subsampling,
-            "window_px": window,
-            "tiles_aligned": len(aligned),
-            "patches_unaligned": len(unaligned),
-        },
+        "slide": dict(
+            path=path,
+            side_px=side,
+            tile_px=TILE_PX,
+            subsampling=args.subsampling,
+            window_px=window,
+            tiles_aligned=len(aligned),
+            patches_unaligned=len(unaligned),
+        ),
         "reps": args.reps,
         "tiles_per_s": {m: statistics.median(v) for m, v in rates.items()},
         "tiles_per_s_raw": rates,
         "workers2_steady_tiles_per_s": {k: statistics.median(v) for k, v in steady.items()},
-        "aligned_vs_limit": median_ratio(rates, "aligned", "limit"),
-        "unaligned_vs_aligned": median_ratio(rates, "unaligned", "aligned"),
-        "aligned_vs_openslide": median_ratio(rates, "aligned", "openslide"),
-        "limit_vs_openslide": median_ratio(rates, "limit", "openslide"),
-        "fallback_vs_openslide": median_ratio(rates, "fallback", "openslide"),
-        "workers2_vs_aligned": median_ratio(rates, "workers2", "aligned"),
-        "shm_vs_pickle": median_ratio(rates, "workers2", "workers2_pickle"),
-        **(
-            {
-                "svs_aligned_vs_limit": median_ratio(rates, "svs_aligned", "svs_limit"),
-                "svs_aligned_vs_openslide": median_ratio(rates, "svs_aligned", "svs_openslide"),
-            }
-            if "svs_aligned" in rates
-            else {}
-        ),
+        **{k: median_ratio(rates, a, b) for k, (a, b) in RATIOS.items() if a in rates},
         "cpu_time_ratios": {  # single-process modes per CPU-second: robust on a shared machine
-            "aligned_vs_limit": median_ratio(cpu_rates, "aligned", "limit"),
-            "unaligned_vs_aligned": median_ratio(cpu_rates, "unaligned", "aligned"),
-            "aligned_vs_openslide": median_ratio(cpu_rates, "aligned", "openslide"),
-            "fallback_vs_openslide": median_ratio(cpu_rates, "fallback", "openslide"),
+            k: median_ratio(cpu_rates, *RATIOS[k]) for k in CPU_RATIOS
         },
         "tissue_iou": iou,
         "tissue_seconds": statistics.median(tissue_s),
@@ -296,19 +296,17 @@ def main(argv: list[str] | None = None) -> dict:
             t / s for t, s in zip(tissue_s, tiling_s, strict=True)
         ),
         "targets": {**TARGETS, "tissue_share_of_tiling_max": MAX_TISSUE_SHARE},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-        },
+        "machine": dict(
+            cpus=os.cpu_count(), python=sys.version.split()[0], platform=platform.platform()
+        ),
         "seconds_total": time.perf_counter() - t_start,
     }
     write_json(args.out, result)
-    print_table(result)
+    print_table(result, args.out)
     return result
 
 
-def print_table(r: dict) -> None:
+def print_table(r: dict, out: Path) -> None:
     """Tiles/s per mode and the median ratios against their targets."""
     print(
         f"\ntiles benchmark ({r['preset']}: {r['slide']['side_px']}^2 px synthetic JPEG "
@@ -322,14 +320,7 @@ def print_table(r: dict) -> None:
     for key, target in TARGETS.items():
         ok = "ok" if r[key] >= target else "SHORT"
         print(f"{key:<28}{r[key]:>8.3f}{'>= ' + str(target):>9}  {ok}")
-    for key in (
-        "aligned_vs_openslide",
-        "limit_vs_openslide",
-        "workers2_vs_aligned",
-        "shm_vs_pickle",
-        "svs_aligned_vs_limit",
-        "svs_aligned_vs_openslide",
-    ):
+    for key in [k for k in RATIOS if k not in TARGETS]:
         if key in r:
             print(f"{key:<28}{r[key]:>8.3f}")
     cpu = r["cpu_time_ratios"]
@@ -343,7 +334,7 @@ def print_table(r: dict) -> None:
         f"pickle {st['pickle']:.0f} tiles/s"
     )
     print(
-        f"(tissue mask {r['tissue_seconds'] * 1000:.0f} ms; written outputs/bench/tiles.json,"
+        f"(tissue mask {r['tissue_seconds'] * 1000:.0f} ms; written {out},"
         f" {r['seconds_total']:.0f} s in all)"
     )
 
