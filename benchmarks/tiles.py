@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
     tissue_s: list[float] = []
     iou = float("nan")
     names = list(modes)
+    time_tissue(path, synth.label_mask)  # warm-up: scipy/skimage imports are once per process
     for rep in range(args.reps):
         order = names[rep % len(names) :] + names[: rep % len(names)]  # rotate: no fixed slot
         for name in order:
