@@ -126,16 +126,19 @@ def contains(spec: ParamSpec, value: Any) -> bool:
 def base_params(cfg: Any, specs: list[ParamSpec]) -> dict[str, Any]:
     """The base config's own values of the searched keys that lie inside the space.
 
-    Config groups are left out (a composed config does not record its group choices): the sampler
-    picks them.
+    A swept group's value is the choice whose composition equals the base config's node; when none
+    does (the command line changed that group), the sampler picks the group.
     """
     from omegaconf import OmegaConf
 
-    from autoscope.hpo.apply import is_group, key_exists
+    from autoscope.hpo.apply import group_choice_cfg, is_group, key_exists
 
-    out = {}
+    out: dict[str, Any] = {}
     for s in specs:
-        if not is_group(cfg, s.key) and key_exists(cfg, s.key):
+        if is_group(cfg, s.key):
+            same = [c for c in s.choices if group_choice_cfg(cfg, {s.key: c})[s.key] == cfg[s.key]]
+            out.update({s.key: same[0]} if same else {})
+        elif key_exists(cfg, s.key):
             v = OmegaConf.select(cfg, s.key)
             if contains(s, v):
                 out[s.key] = float(v) if s.type == "float" else v

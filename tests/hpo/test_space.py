@@ -66,5 +66,8 @@ def test_contains() -> None:
 def test_base_params_takes_values_inside_the_space(toy) -> None:
     cfg = toy()
     specs = parse_space(cfg.hpo.params)
-    # toy is a group (left to the sampler), toy.lr=0.1 lies inside, toy.depth is absent in choice a
-    assert base_params(cfg, specs) == {"toy.lr": 0.1}
+    # the toy group is choice a, toy.lr=0.1 lies inside, toy.depth is absent in choice a
+    assert base_params(cfg, specs) == {"toy": "a", "toy.lr": 0.1}
+    assert base_params(toy(["toy=b"]), specs) == {"toy": "b", "toy.lr": 0.05, "toy.depth": 2}
+    assert base_params(toy(["toy.lr=0.2"]), specs) == {"toy.lr": 0.2}  # changed group: sampled
+    assert base_params(toy(["toy.lr=5.0"]), specs) == {}  # outside the space: sampled
