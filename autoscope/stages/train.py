@@ -113,7 +113,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
                 int(cfg.trainer.sample_grid),
                 int(cfg.seed),
             )
-            metrics.update(per_class)
+            tracking.log_metrics(client, run_id, per_class, step=trainer.global_step)
             files += pics
         tracking.log_metrics(client, run_id, metrics, step=trainer.global_step)
         for f in files:

@@ -99,3 +99,28 @@ def test_losses() -> None:
     assert balanced.weight[1] > balanced.weight[0]
     with pytest.raises(ValueError):
         CrossEntropy(class_weights="heavy")
+
+
+def test_warmup_cosine_by_steps_and_by_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoscope.models import schedules
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    s = schedules.WarmupCosine(
+        opt, total_steps=100, warmup_pct=0.1, div_factor=10, final_div_factor=10
+    )
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    lrs = []
+    for _ in range(100):
+        opt.step()
+        s.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert max(lrs) == pytest.approx(1.0) and lrs[9] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.01)
+    clock = [0.0]
+    monkeypatch.setattr(schedules.time, "monotonic", lambda: clock[0])
+    timed = schedules.WarmupCosine(opt, total_steps=10_000, budget_minutes=1.0)
+    clock[0] = 60.0  # the budget is spent after one step: the lr is fully annealed
+    opt.step()
+    timed.step()
+    assert timed.progress() == 1.0
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0 / 25 / 1000)
