@@ -121,6 +121,10 @@ class Ingest:
         except SlideProblem as e:
             self._record(self._fail(path, sid, "failed", str(e), meta), "failed")
             return
+        except Exception as e:  # noqa: BLE001 - a damaged tile must not stop the batch
+            reason = f"corrupt: pixels could not be read ({type(e).__name__}: {str(e)[:100]})"
+            self._record(self._fail(path, sid, "failed", reason, meta), "failed")
+            return
         known = (self.old["path"] == str(path)).any() or old is not None
         self._record(row, "updated" if known else "new")
 

@@ -1,4 +1,7 @@
-"""Per-slide pictures beside the registry: a thumbnail and a low-resolution tissue mask."""
+"""Per-slide pictures beside the registry: a thumbnail and a low-resolution tissue mask.
+
+Both come from the one tile reader (`autoscope.slides.reader`) and the tissue detector.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-FALLBACK_DOWNSAMPLE = 32  # mask resolution for slides without MPP
 
 
 def _save_png(img: np.ndarray, path: Path) -> None:
@@ -20,36 +21,27 @@ def _save_png(img: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _low_res(slide: Any, width_px: int, height_px: int) -> np.ndarray:
-    """RGB image of the whole slide at about (width_px, height_px), composited over white."""
-    img = slide.get_thumbnail((max(1, width_px), max(1, height_px)))
-    return np.asarray(img.convert("RGB"))
-
-
 def write_overview(
     path: Path, slide_id: str, out_dir: Path, *, thumbnail_px: int, mask_mpp: float,
     mpp: float | None, detector: Any,
 ) -> dict[str, Any]:
     """Write `thumbnails/<id>.png` and `masks/<id>.png`; return their paths and the tissue fraction."""
-    import openslide
+    from autoscope.slides.reader import open_reader
+    from autoscope.slides.tissue import slide_mask
 
-    slide = openslide.OpenSlide(str(path))
+    reader = open_reader(path, mpp_x=mpp)
     try:
-        w, h = slide.dimensions
-        thumb = _low_res(slide, thumbnail_px, thumbnail_px)
-        scale = (mpp / mask_mpp) if mpp else 1.0 / FALLBACK_DOWNSAMPLE
-        mask_rgb = _low_res(slide, round(w * scale), round(h * scale))
+        thumb = reader.thumbnail(thumbnail_px)
+        mask, actual_mpp = slide_mask(reader, mask_mpp, detector)
     finally:
-        slide.close()
-    mask = detector.mask(mask_rgb)
+        reader.close()
     thumb_path = out_dir / "thumbnails" / f"{slide_id}.png"
     mask_path = out_dir / "masks" / f"{slide_id}.png"
     _save_png(thumb, thumb_path)
     _save_png(mask.astype(np.uint8) * 255, mask_path)
-    actual = (mpp * w / mask.shape[1]) if mpp else None
     return {
         "thumbnail": str(thumb_path),
         "tissue_mask": str(mask_path),
-        "mask_mpp": round(actual, 4) if actual else None,
+        "mask_mpp": round(actual_mpp, 4) if actual_mpp else None,
         "tissue_fraction": round(float(mask.mean()), 4),
     }
