@@ -143,3 +143,18 @@ def test_resolve_slide_by_name_and_prefix(ws):
 
     with pytest.raises(UserError, match="unknown slide"):
         resolve_slide(cfg, "nope")
+
+
+def test_damaged_tiles_fail_one_slide_and_the_batch_goes_on(ws):
+    bad = tiled_tiff(ws / "src" / "damaged.tif", seed=7)
+    with tifffile.TiffFile(bad) as tif:
+        page = tif.pages[1]
+        off, n = page.dataoffsets[0], page.databytecounts[0]
+    data = bytearray(bad.read_bytes())
+    data[off:off + n] = b"\x00" * n
+    bad.write_bytes(bytes(data))
+    cfg = make_cfg(ws)
+    ingest(cfg)
+    rows = by_name(cfg)
+    assert rows["damaged"]["status"] == "failed" and "corrupt" in rows["damaged"]["error"]
+    assert rows["cmu-1-small-region"]["status"] == "ok"
