@@ -43,6 +43,37 @@ COLUMNS = [
 ]
 
 
+def with_defaults(cfg: Any) -> Any:
+    """cfg whose `dataset` is completed by defaults (a minimal YAML: name, sources, patch_px)."""
+    from omegaconf import OmegaConf, open_dict
+
+    defaults = {
+        "class_map": {},
+        "patch_px": 224,
+        "mpp": cfg.project.target_mpp,
+        "stride_px": None,
+        "min_overlap": 0.5,
+        "max_patches_per_slide": None,
+        "label_level": "tissue",
+        "split": {
+            "by": "slide",
+            "column": None,
+            "seed": int(cfg.seed),
+            "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
+        },
+        "shard_mb": 256,
+        "workers": 1,
+        "dvc_add": False,
+    }
+    given = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else {}
+    if given.get("split", {}).get("fractions"):
+        defaults["split"]["fractions"] = {}
+    out = cfg.copy()
+    with open_dict(out):
+        out.dataset = OmegaConf.merge(defaults, given)
+    return out
+
+
 def _check(ds: Any) -> None:
     if not ds.get("name"):
         raise UserError("no dataset selected: pass dataset=<name> (conf/dataset/<name>.yaml)")
@@ -146,6 +177,7 @@ def build_dataset(cfg: Any) -> dict[str, Any]:
     from autoscope.slides.registry import load_registry
 
     t0 = time.perf_counter()
+    cfg = with_defaults(cfg)
     ds = cfg.dataset
     _check(ds)
     registry = load_registry(cfg)

@@ -32,7 +32,8 @@ def _opt(src: Any, ds: Any, key: str, default: Any = None) -> Any:
     """A per-source setting, falling back to the dataset-wide one."""
     if key in src and src[key] is not None:
         return src[key]
-    return ds.get(key, default)
+    value = ds.get(key)
+    return default if value is None else value
 
 
 def annotation_files(src: Any, where: str) -> list[tuple[str | None, Path]]:

@@ -289,3 +289,61 @@ def test_slide_labels_from_a_registry_column(workspace) -> None:
     assert set(m.loc[m["slide"] == "slide_001", "label"]) == {"stroma"}
     with pytest.raises(UserError, match="'nope' is not a registry column"):
         build_dataset(workspace.cfg("dataset.sources=[{type: slide_labels, column: nope}]"))
+
+
+def _to_asap(geojson: Path, out: Path) -> None:
+    doc = json.loads(geojson.read_text())
+    parts = ["<ASAP_Annotations><Annotations>"]
+    for i, f in enumerate(doc["features"]):
+        ring = f["geometry"]["coordinates"][0][:-1]
+        cls = f["properties"]["classification"]["name"]
+        coords = "".join(
+            f'<Coordinate Order="{j}" X="{x}" Y="{y}"/>' for j, (x, y) in enumerate(ring)
+        )
+        parts.append(
+            f'<Annotation Name="a{i}" Type="Polygon" PartOfGroup="{cls}">'
+            f"<Coordinates>{coords}</Coordinates></Annotation>"
+        )
+    out.write_text("".join(parts) + "</Annotations></ASAP_Annotations>")
+
+
+def test_asap_xml_with_an_explicit_slide_mapping_matches_the_geojson(workspace) -> None:
+    raw = workspace.root / "data/demo/raw/synthetic"
+    xml = workspace.root / "case-17.xml"
+    _to_asap(raw / "slide_002.geojson", xml)
+    one = "dataset.split.fractions={train: 1.0, val: 0.0, test: 0.0}"
+    a = build_dataset(
+        workspace.cfg(
+            f"dataset.sources=[{{type: xml, files: {{slide_002: {xml}}}}}]", "dataset.name=x", one
+        )
+    )
+    b = build_dataset(
+        workspace.cfg(
+            f"dataset.sources=[{{type: geojson, path: {raw / 'slide_002.geojson'}}}]",
+            "dataset.name=g",
+            one,
+        )
+    )
+    ma, mb = read_manifest(Path(a["dir"])), read_manifest(Path(b["dir"]))
+    assert len(ma) > 0 and set(ma["slide"]) == {"slide_002"}
+    assert ma[["x", "y", "label"]].equals(mb[["x", "y", "label"]])
+
+
+def test_a_minimal_dataset_yaml_gets_the_defaults(workspace, tmp_path) -> None:
+    from autoscope.config import compose
+
+    recipe = tmp_path / "mini.yaml"
+    recipe.write_text(
+        "defaults: [config, _self_]\n"
+        "dataset:\n  name: mini\n  patch_px: 32\n"
+        "  sources: [{type: geojson,\n"
+        "             glob: '${paths.workspace}/data/demo/raw/synthetic/*.geojson'}]\n"
+    )
+    res = build_dataset(
+        compose(str(recipe), [f"paths.workspace={workspace.root}"], "dataset_build")
+    )
+    m = read_manifest(Path(res["dir"]))
+    assert (m["patch_px"] == 32).all() and (m["mpp"] == 1.0).all()  # mpp = project.target_mpp
+    assert set(m["split"]) == {"train", "val", "test"}
+    with pytest.raises(UserError, match="no dataset selected"):
+        build_dataset(compose("demo", [f"paths.workspace={workspace.root}", "dataset=none"]))
