@@ -6,7 +6,10 @@ run in the project's experiment with `val/acc` and the dataset/code tags, review
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,32 @@ TINY_ARCH = {
 }
 
 
+_TEMPLATE: list[Path] = []
+
+
+def _fresh_mlflow_db(cfg: Any) -> None:
+    """Copy an empty, migrated MLflow SQLite store into the workspace (migrating costs seconds)."""
+    db = Path(cfg.paths.state) / "mlflow.db"
+    if db.exists() or cfg.paths.mlflow_uri != f"sqlite:///{db}":
+        return
+    if not _TEMPLATE:
+        import mlflow
+
+        tmp = Path(tempfile.mkdtemp(prefix="autoscope-mlflow-template-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}").search_experiments()
+        _TEMPLATE.append(tmp / "mlflow.db")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_TEMPLATE[0], db)
+
+
 def compose_cfg(workspace: Path, *overrides: str) -> Any:
-    """The demo recipe composed into a temp workspace (all stores inside it)."""
+    """The demo recipe composed into a temp workspace (all stores inside it, MLflow's migrated)."""
     from autoscope.config import compose
 
-    return compose("demo", [f"paths.workspace={workspace}", *overrides], stage="archive")
+    cfg = compose("demo", [f"paths.workspace={workspace}", *overrides], stage="archive")
+    _fresh_mlflow_db(cfg)
+    return cfg
 
 
 def _png(path: Path, rgb: tuple[int, int, int]) -> Path:
@@ -47,6 +71,7 @@ def fake_run(cfg: Any, val_acc: float = 0.9, seed: int = 0, patch_px: int = 32) 
 
     from autoscope.models.classifier import PatchClassifier, make_spec
 
+    _fresh_mlflow_db(cfg)
     torch.manual_seed(seed)
     classes = [dict(c) for c in cfg.project.classes]
     model = PatchClassifier.build(TINY_ARCH, len(classes)).eval()
