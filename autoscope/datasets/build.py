@@ -180,6 +180,9 @@ def build_dataset(cfg: Any) -> dict[str, Any]:
     cfg = with_defaults(cfg)
     ds = cfg.dataset
     _check(ds)
+    workspace = Path(cfg.paths.workspace)
+    if ds.dvc_add and not (workspace / ".dvc").is_dir():
+        raise UserError(f"dataset.dvc_add: {workspace} is not a DVC repo (run `dvc init` there)")
     registry = load_registry(cfg)
     plan, points = make_plan(cfg, registry)
     plan = _finish_plan(cfg, plan, registry)
@@ -226,7 +229,7 @@ def build_dataset(cfg: Any) -> dict[str, Any]:
         raise
     version = dataset_version(final)
     if ds.get("dvc_add"):
-        _dvc_add(Path(cfg.paths.workspace), final)
+        _dvc_add(workspace, final)
     seconds = time.perf_counter() - t0
     return {
         "name": str(ds.name),
@@ -241,9 +244,7 @@ def build_dataset(cfg: Any) -> dict[str, Any]:
 
 
 def _dvc_add(workspace: Path, folder: Path) -> None:
-    """`dvc add` the dataset folder in the workspace's DVC repo (when it has one)."""
-    if not (workspace / ".dvc").is_dir():
-        raise UserError(f"dataset.dvc_add: {workspace} is not a DVC repo (run `dvc init` there)")
+    """`dvc add` the dataset folder in the workspace's DVC repo."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 

@@ -347,3 +347,20 @@ def test_a_minimal_dataset_yaml_gets_the_defaults(workspace, tmp_path) -> None:
     assert set(m["split"]) == {"train", "val", "test"}
     with pytest.raises(UserError, match="no dataset selected"):
         build_dataset(compose("demo", [f"paths.workspace={workspace.root}", "dataset=none"]))
+
+
+def test_dvc_add_into_the_workspace_repo(workspace) -> None:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    cfg = workspace.cfg("dataset.dvc_add=true")
+    with pytest.raises(UserError, match="not a DVC repo"):
+        build_dataset(cfg)
+    assert not dataset_dir(cfg).exists()  # checked before anything is written
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "--no-scm", "-q"],
+        cwd=workspace.root,
+        check=True,
+        env=env,
+    )
+    res = build_dataset(cfg)
+    dvc_file = Path(res["dir"]).with_name("demo_tissue.dvc")
+    assert f"md5: {res['version']}" in dvc_file.read_text()
