@@ -1,10 +1,10 @@
 """Tissue detection on low-resolution RGB: stained, not glass, not pen ink.
 
 A pixel is tissue when it is coloured (HSV saturation), absorbs light (optical density), is not
-near-white glass and is not pen ink (red, green, blue or black hues that H&E does not produce).
-Morphology then closes small gaps, fills small holes and drops specks. Everything is vectorised
-numpy + scikit-image on an image of a few hundred pixels a side, so a whole-slide mask costs a
-few milliseconds. ``slide_mask`` reads that image from a pyramid level of the slide.
+near-white glass and is not pen ink (red, green, blue, black or solid dark areas). The colour
+rules are a lookup table per detector; morphology (scipy.ndimage) then closes small gaps, fills
+small holes and drops specks. On the few hundred pixels a side of a whole-slide mask this costs
+about a millisecond. ``slide_mask`` reads that image from a pyramid level of the slide.
 """
 
 from __future__ import annotations
@@ -218,22 +218,37 @@ def slide_mask(
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two masks (nonzero = foreground).
+    """Intersection over union of two masks of the same slide (nonzero = foreground).
 
-    ``pred`` is resized to ``truth``'s shape by nearest neighbour when they differ (masks made at
-    slightly different downsamples of the same slide). Two empty masks give 1.0.
+    Masks of different shapes are compared on the coarser grid: the finer one is reduced there by
+    block majority (an integer ratio) or by nearest pixel centre. Two empty masks give 1.0.
     """
     pred, truth = np.asarray(pred) != 0, np.asarray(truth) != 0
     if pred.shape != truth.shape:
-        rows = np.minimum(
-            (np.arange(truth.shape[0]) + 0.5) * pred.shape[0] / truth.shape[0], pred.shape[0] - 1
-        )
-        cols = np.minimum(
-            (np.arange(truth.shape[1]) + 0.5) * pred.shape[1] / truth.shape[1], pred.shape[1] - 1
-        )
-        pred = pred[rows.astype(int)][:, cols.astype(int)]
+        if pred.size > truth.size:
+            pred = _to_grid(pred, truth.shape)
+        else:
+            truth = _to_grid(truth, pred.shape)
     union = np.logical_or(pred, truth).sum()
     return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
+
+
+def _to_grid(fine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A boolean mask reduced onto a coarser grid of ``shape`` covering the same slide."""
+    ky, kx = round(fine.shape[0] / shape[0]), round(fine.shape[1] / shape[1])
+    if (
+        ky >= 1
+        and kx >= 1
+        and abs(fine.shape[0] - ky * shape[0]) < ky
+        and abs(fine.shape[1] - kx * shape[1]) < kx
+    ):
+        pad = np.zeros((shape[0] * ky, shape[1] * kx), bool)
+        rows, cols = min(pad.shape[0], fine.shape[0]), min(pad.shape[1], fine.shape[1])
+        pad[:rows, :cols] = fine[:rows, :cols]
+        return pad.reshape(shape[0], ky, shape[1], kx).mean(axis=(1, 3)) >= 0.5
+    rows = ((np.arange(shape[0]) + 0.5) * fine.shape[0] / shape[0]).astype(int)
+    cols = ((np.arange(shape[1]) + 0.5) * fine.shape[1] / shape[1]).astype(int)
+    return fine[np.minimum(rows, fine.shape[0] - 1)][:, np.minimum(cols, fine.shape[1] - 1)]
 
 
 def _as_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -139,4 +139,6 @@ def test_mask_iou() -> None:
     assert mask_iou(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
     labels = np.array([[0, 1], [2, 0]], np.uint8)  # any nonzero label is foreground
     assert mask_iou(labels > 0, labels) == 1.0
-    assert mask_iou(np.kron(a, np.ones((2, 2))), a) == 1.0  # finer prediction resampled
+    fine = np.kron(a, np.ones((2, 2)))
+    assert mask_iou(fine, a) == 1.0 and mask_iou(a, fine) == 1.0  # compared on the coarser grid
+    assert mask_iou(fine[:7, :7], a) == 1.0  # an incomplete last block still lines up
