@@ -1,8 +1,19 @@
 """Dataset sources -> a plan: one row per patch to cut, before any pixel is read.
 
+`dataset.sources` is a list, any mix of:
+
+- `{type: geojson | xml | points, path: FILE-or-DIR | glob: PATTERN | files: {slide: FILE},
+  slide: REF}`: regions give patches inside them (`min_overlap`, `stride_px`), points (GeoJSON
+  Point/MultiPoint or CSV `x,y,class`) give cell-level patches centred on them;
+- `{type: slide_labels, column: REGISTRY_COLUMN}` or `{..., path: CSV slide,label}`: organ-level
+  patches from the tissue area of each labelled slide;
+- `{type: folder, path: DIR}` (one sub-folder per class) or `{type: csv, path: CSV
+  path,label[,group][,split]}`: pre-cut images (see `imports`; optional `mpp`, `group_regex`).
+
+Any source may override `stride_px`, `min_overlap`, `max_patches_per_slide` and `label_level`.
 Annotation files are matched to registered slides by file stem (= slide name), by an explicit
-`slide:` or by a `files: {slide: annotation}` mapping. Everything is validated here (classes,
-geometry, slides), so a bad input fails before anything is written.
+`slide:` or by a `files:` mapping. Everything is validated here (classes, geometry, slides), so
+a bad input fails before anything is written.
 """
 
 from __future__ import annotations
@@ -60,6 +71,8 @@ def annotation_files(src: Any, where: str) -> list[tuple[str | None, Path]]:
 def find_slide(registry: pd.DataFrame, ref: str, where: str) -> pd.Series:
     """The registry row of a slide name or slide_id (prefix); it must be usable (status ok)."""
     hits = registry[(registry["name"] == ref) | (registry["slide_id"] == ref)]
+    if hits.empty and "." in ref:  # QuPath-style `slide_000.svs.geojson` -> stem `slide_000.svs`
+        hits = registry[registry["name"] == Path(ref).stem]
     if hits.empty:
         hits = (
             registry[registry["slide_id"].astype(str).str.startswith(ref)]
