@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -95,7 +96,23 @@ def bentofile(cfg: Any, tags: list[str], packages: list[str]) -> dict[str, Any]:
     }
 
 
-def build_bento(bentofile_path: Path, build_ctx: Path, bentoml_home: Path) -> str:
+def content_version(spec: dict[str, Any], build_ctx: Path) -> str:
+    """A bento version from what goes in: the bentofile and the shipped source files.
+
+    The same models, settings and code give the same version, so packaging twice builds once.
+    """
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for p in sorted(build_ctx.glob("autoscope/**/*.py")):
+        h.update(str(p.relative_to(build_ctx)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_bento(
+    bentofile_path: Path, build_ctx: Path, bentoml_home: Path, version: str | None = None
+) -> str:
     """Run `bentoml build` (its own process, `BENTOML_HOME` from the config); return the tag.
 
     Raises:
@@ -104,6 +121,8 @@ def build_bento(bentofile_path: Path, build_ctx: Path, bentoml_home: Path) -> st
     env = dict(os.environ, BENTOML_HOME=str(bentoml_home), BENTOML_DO_NOT_TRACK="True")
     exe = Path(sys.executable).with_name("bentoml")
     cmd = [str(exe), "build", "-f", str(bentofile_path), "--output", "tag", str(build_ctx)]
+    if version:
+        cmd[2:2] = ["--version", version]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=build_ctx)
     m = re.search(r"__tag__:(\S+)", proc.stdout)
     if proc.returncode != 0 or not m:

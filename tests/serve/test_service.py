@@ -185,3 +185,12 @@ def test_package_refuses_unknown_model(packaged: dict) -> None:
     )
     with pytest.raises(UserError, match="alias 'staging'"):
         package.run(cfg)
+
+
+def test_package_again_reuses_the_bento(packaged: dict) -> None:
+    from autoscope.stages import package
+
+    assert packaged["built"]["built"] is True
+    first = package.run(packaged["cfg"])  # (rebuilt if the source changed since the fixture)
+    again = package.run(packaged["cfg"])
+    assert again["bento"] == first["bento"] and again["built"] is False
