@@ -6,14 +6,17 @@ ring, and the parent yields the batches in input order. Only ``queue_depth`` bat
 flight (one ring slot each), so memory stays bounded however long the coordinate list.
 
 Workers start from a ``forkserver`` (a clean process, safe with torch and threads in the parent)
-that preloads the reader. Shared memory beat pickled arrays through the result queue in
-``benchmarks/tiles.py`` (``transport="pickle"`` is kept to compare).
+that preloads the reader; the parent's main script is not re-run in them. Shared memory beat
+pickled arrays through the result queue in ``benchmarks/tiles.py`` (``transport="pickle"`` is
+kept to compare).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import queue
+import sys
 from collections.abc import Iterator
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -163,8 +166,9 @@ def _iter_workers(
     submitted = 0
     done: dict[int, tuple[int, Any]] = {}
     try:
-        for p in procs:
-            p.start()
+        with _main_not_rerun():
+            for p in procs:
+                p.start()
         for want in range(n_batches):
             while free and submitted < n_batches:
                 chunk = coords[submitted * batch_size : (submitted + 1) * batch_size]
@@ -194,6 +198,25 @@ def _iter_workers(
             del ring
             shm.close()
             shm.unlink()
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start workers without re-running the parent's ``__main__`` in them.
+
+    forkserver/spawn children normally re-import the parent's main script (a training script
+    would import torch again in every worker). The workers run only this module, so the main
+    module's ``__file__``/``__spec__`` are hidden from multiprocessing while they start.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        if "__spec__" in saved:
+            main.__spec__ = None
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def _shutdown(procs: list[Any], tasks: Any, results: Any) -> None:
