@@ -254,3 +254,34 @@ def test_mlflow_parent_run_with_nested_trials_and_pictures(toy) -> None:
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
     )
     assert len(children) == 2
+
+
+WORKER = """
+import sys, time
+from autoscope.config import compose
+from autoscope.hpo.sweeper import run_study
+from tests.hpo.conftest import objective
+
+def slow(cfg, trial):
+    time.sleep(1.0)
+    return objective(cfg, trial)
+
+run_study(compose(sys.argv[1], ["multirun=true", "hpo.n_trials=6"], "train"), slow)
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study(toy, tmp_path) -> None:
+    cfg = toy(["hpo.n_trials=6"])
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), cfg.recipe], cwd=tmp_path, env=env)
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    t = _load(cfg).trials
+    assert all(x.state == TrialState.COMPLETE for x in t)
+    assert 6 <= len(t) <= 7  # a worker that starts while the other finishes may add one
+    assert len({x.user_attrs["worker"] for x in t}) == 2
