@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +108,19 @@ def test_empty_and_bad_inputs(tmp_path: Path, synth_slide) -> None:
     assert got[0][0].shape == (1, 64, 64, 3)
     with pytest.raises(UserError):
         list(iter_batches(str(synth_slide.path), [[0, 0]], 0.5, 64, 0, 1, 2))
+
+
+def test_workers_do_not_rerun_the_main_script(tmp_path: Path, synth_slide) -> None:
+    """A training script's top level (torch imports...) must not run again in every worker."""
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "train_like.py"
+    script.write_text(
+        "from autoscope.slides.parallel import iter_batches\n"
+        f"open({str(marker)!r}, 'a').write('ran\\n')\n"
+        "if __name__ == '__main__':\n"
+        f"    batches = list(iter_batches({str(synth_slide.path)!r}, [[0, 0], [256, 0]], 0.5, 64,"
+        " 1, 2, 2))\n"
+        "    assert len(batches) == 2\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
+    assert marker.read_text() == "ran\n"
