@@ -84,7 +84,8 @@ def open_study(cfg: Any) -> Any:
         try:
             storage = optuna.storages.RDBStorage(url, **kwargs)
         except Exception as e:  # a driver missing, a server down, a bad URL
-            raise UserError(f"hpo.storage '{masked(url)}': cannot open ({e})") from None
+            why = str(e).splitlines()[0].replace(url, masked(url)) if str(e) else type(e).__name__
+            raise UserError(f"hpo.storage '{masked(url)}': cannot open ({why})") from None
         try:
             known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
             seed = int(cfg.seed) + (known[name].n_trials if name in known else 0)

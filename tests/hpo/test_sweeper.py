@@ -285,3 +285,10 @@ def test_two_workers_share_one_study(toy, tmp_path) -> None:
     assert all(x.state == TrialState.COMPLETE for x in t)
     assert 6 <= len(t) <= 7  # a worker that starts while the other finishes may add one
     assert len({x.user_attrs["worker"] for x in t}) == 2
+
+
+def test_unreachable_storage_is_a_user_error_without_the_password(toy) -> None:
+    cfg = toy(["hpo.storage=postgresql://u:secret@127.0.0.1:1/optuna"])
+    with pytest.raises(UserError, match=r"u:\*\*\*@127.0.0.1:1/optuna': cannot open") as e:
+        run_study(cfg, objective)
+    assert "secret" not in str(e.value)
