@@ -6,8 +6,10 @@ path in :mod:`autoscope.slides.tiff_fast` (stored tile bytes + libjpeg-turbo), w
 OpenSlide's ``read_region`` pixel for pixel (tests check it); every other level or format goes
 through OpenSlide, composited over the background colour like OpenSlide's own thumbnails.
 
-Level coordinates of a level-0 point are ``floor(x0 / downsample)``; for levels whose downsample
-is not an integer OpenSlide blends sub-pixel offsets, so only integer-aligned reads compare equal.
+A level-0 point maps to the nearest level pixel, ``floor(x0 / downsample + 0.5)``. Where that is
+fractional OpenSlide blends neighbouring pixels (sub-pixel offsets), so reads compare equal only
+where ``x0 / downsample`` is whole; nearest (not floor) keeps Aperio's near-integer downsamples
+(e.g. 4.000345) on the intended pixel.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ class TileReader:
         fast = self.fast_levels[level]
         if fast is not None:
             ds = self.level_downsamples[level]
-            return fast.read(int(x0 // ds), int(y0 // ds), w, h, out)
+            return fast.read(math.floor(x0 / ds + 0.5), math.floor(y0 / ds + 0.5), w, h, out)
         rgb = self._read_openslide(x0, y0, level, w, h)
         if out is None:
             return rgb
