@@ -184,6 +184,7 @@ def iter_tiles(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches `(uint8 [B, patch_px, patch_px, 3], int64 [B, 2])` read ahead by workers."""
     try:
+        import autoscope.slides.reader  # noqa: F401 - the workers need it (openslide, imagecodecs)
         from autoscope.slides.parallel import iter_batches
     except ImportError:
         return _thread_batches(path, coords, mpp, patch_px, batch_size, workers, queue_depth, mpp_x)
