@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ class TileReader:
         backend: str = "auto",
     ) -> None:
         self.path = str(path)
+        if backend not in ("auto", "openslide"):
+            raise UserError(f"reader backend {backend!r} is not one of auto, openslide")
         if not os.path.isfile(self.path):
             raise UserError(f"{self.path}: slide file not found")
         try:
@@ -81,14 +84,13 @@ class TileReader:
         self.cache = TileCache(cache_mb * 2**20)
         self._best: dict[float, tuple[int, float]] = {}  # best_level per target mpp
         self._fd: int | None = None
+        self._closed = False
         self.fast_levels: list[JpegTileLevel | None] = [None] * len(self.level_dimensions)
         if backend == "auto" and self.vendor in FAST_VENDORS:
             self._open_fast()
-        elif backend not in ("auto", "openslide"):
-            raise UserError(f"reader backend {backend!r} is not one of auto, openslide")
 
     def _open_fast(self) -> None:
-        """Map OpenSlide levels to JPEG-tiled TIFF pages by size; check one tile per level."""
+        """Map OpenSlide levels to JPEG-tiled TIFF pages by size; check one tile vs OpenSlide."""
         import tifffile
 
         try:
@@ -111,6 +113,11 @@ class TileReader:
                 log.warning("%s: fast path differs from OpenSlide; not used", self.path)
                 self.fast_levels = [None] * len(self.level_dimensions)
         self.cache.clear()
+        if self._fd is not None and not any(self.fast_levels):
+            os.close(self._fd)
+            self._fd = None
+        elif self._fd is not None:  # closed by close(), or when the reader is collected
+            self._fd_finalizer = weakref.finalize(self, os.close, self._fd)
 
     def _agrees(self, level: int, fast: JpegTileLevel) -> bool:
         """Whether the fast path and OpenSlide agree on this level's middle tile."""
@@ -267,11 +274,13 @@ class TileReader:
         return out
 
     def close(self) -> None:
-        """Release the OpenSlide handle, the file descriptor and the tile cache."""
+        """Release the OpenSlide handle, the file descriptor and the tile cache (idempotent)."""
         self.cache.clear()
-        self.slide.close()
+        if not self._closed:
+            self._closed = True
+            self.slide.close()
         if self._fd is not None:
-            os.close(self._fd)
+            self._fd_finalizer()  # closes the descriptor once
             self._fd = None
 
     def __enter__(self) -> TileReader:
