@@ -9,7 +9,9 @@ about a millisecond. ``slide_mask`` reads that image from a pyramid level of the
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,10 +22,11 @@ _WEAK, _STRONG, _PEN, _DARK = 1, 2, 4, 8  # colour-table flags
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
+@dataclass
 class TissueDetector:
     """Foreground (tissue) masks from RGB images; keyword arguments are ``conf/tissue/*.yaml``.
 
-    Args:
+    Attributes:
         min_saturation: HSV saturation (0-1) above which a pixel may be stained tissue.
         edge_saturation: Saturation a pixel at the edge of a stained area needs (a pixel half
             covered by tissue): keeps masks from swelling by the partial pixels at their edge.
@@ -44,56 +47,39 @@ class TissueDetector:
         pen_dilate_px: Grow pen masks by this many pixels to catch the ink's blurred edges.
     """
 
-    def __init__(
-        self,
-        min_saturation: float = 0.07,
-        edge_saturation: float = 0.13,
-        max_brightness: float = 0.92,
-        min_od: float = 0.12,
-        pen_filter: bool = True,
-        min_object_px: int = 16,
-        close_px: int = 2,
-        fill_holes_px: int = 16,
-        min_fraction: float = 0.3,
-        pen_min_saturation: float = 0.2,
-        red_pen_saturation: float = 0.12,
-        red_pen_hue: float = 0.035,
-        black_pen_value: float = 0.25,
-        blue_pen_saturation: float = 0.45,
-        dark_ink_value: float = 0.35,
-        dark_ink_width: float = 0.015,
-        pen_dilate_px: int = 2,
-    ) -> None:
-        self.min_saturation, self.max_brightness, self.min_od = (
-            min_saturation,
-            max_brightness,
-            min_od,
-        )
-        self.pen_filter, self.min_object_px, self.close_px = pen_filter, min_object_px, close_px
-        self.fill_holes_px, self.min_fraction = fill_holes_px, min_fraction
-        self.pen_min_saturation, self.red_pen_saturation = pen_min_saturation, red_pen_saturation
-        self.red_pen_hue, self.black_pen_value = red_pen_hue, black_pen_value
-        self.blue_pen_saturation = blue_pen_saturation
-        self.dark_ink_value, self.dark_ink_width = dark_ink_value, dark_ink_width
-        self.pen_dilate_px, self.edge_saturation = pen_dilate_px, edge_saturation
-        self._lut: np.ndarray | None = None
+    min_saturation: float = 0.07
+    edge_saturation: float = 0.13
+    max_brightness: float = 0.92
+    min_od: float = 0.12
+    pen_filter: bool = True
+    min_object_px: int = 16
+    close_px: int = 2
+    fill_holes_px: int = 16
+    min_fraction: float = 0.3
+    pen_min_saturation: float = 0.2
+    red_pen_saturation: float = 0.12
+    red_pen_hue: float = 0.035
+    black_pen_value: float = 0.25
+    blue_pen_saturation: float = 0.45
+    dark_ink_value: float = 0.35
+    dark_ink_width: float = 0.015
+    pen_dilate_px: int = 2
 
     def pixels(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel decisions before morphology: ``(stained, pen)``, both HxW bool.
 
-        Colour rules are looked up in a 6-bit-per-channel table built once per detector, so a
+        Colour rules are looked up in a 6-bit-per-channel table built once per settings, so a
         pixel costs a few integer operations. Stained pixels at the edge of a stained area must
         reach ``edge_saturation`` (a half-covered mask pixel), inner ones ``min_saturation``.
         """
         from scipy import ndimage
 
         rgb = _as_rgb(rgb)
-        if self._lut is None:
-            self._lut = self._build_lut()
+        table = _colour_table(self._colour_rules())
         idx = (rgb[..., 0] >> 2).astype(np.intp) << 12
         idx |= (rgb[..., 1] >> 2).astype(np.intp) << 6
         idx |= rgb[..., 2] >> 2
-        flags = self._lut[idx]
+        flags = table[idx]
         weak = (flags & _WEAK) > 0
         inner = ndimage.binary_erosion(weak, _CROSS, border_value=1)
         stained = ((flags & _STRONG) > 0) | inner
@@ -113,32 +99,13 @@ class TissueDetector:
         """Pen ink pixels (HxW bool): red, green, blue, black and dark inks, grown a little."""
         return self.pixels(rgb)[1]
 
-    def _build_lut(self) -> np.ndarray:
-        """Flags for every 6-bit RGB cell, evaluated at the cell centres."""
-        q = (np.arange(64, dtype=np.float32) * 4 + 1.5)[:, None, None]
-        r, g, b = np.broadcast_arrays(q, q.reshape(1, 64, 1), q.reshape(1, 1, 64))
-        mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
-        sat = (mx - mn) / np.maximum(mx, 1.0)
-        od = -np.log10((np.stack([r, g, b]) + 1.0) / 256.0).sum(axis=0)
-        base = (od > self.min_od) & (mn < 255 * self.max_brightness)
-        d = np.maximum(mx - mn, 1e-6)
-        hue = (
-            np.where(
-                mx == r,
-                ((g - b) / d) % 6.0,
-                np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0),
-            )
-            / 6.0
-        )  # 0 red, 1/3 green, 2/3 blue
-        red = (np.minimum(hue, 1.0 - hue) < self.red_pen_hue) & (sat > self.red_pen_saturation)
-        green = (hue > 0.15) & (hue < 0.55) & (sat > self.pen_min_saturation)
-        blue = (hue >= 0.55) & (hue < 0.655) & (sat > self.blue_pen_saturation)
-        black = (mx < 255 * self.black_pen_value) & (sat < 0.5)
-        flags = np.where(base & (sat > self.min_saturation), _WEAK, 0)
-        flags |= np.where(base & (sat > self.edge_saturation), _STRONG, 0)
-        flags |= np.where(red | green | blue | black, _PEN, 0)
-        flags |= np.where(mx < 255 * self.dark_ink_value, _DARK, 0)
-        return flags.astype(np.uint8).ravel()
+    def _colour_rules(self) -> tuple[float, ...]:
+        """The per-pixel thresholds, in :func:`_colour_table`'s order."""
+        return (
+            self.min_saturation, self.edge_saturation, self.max_brightness, self.min_od,
+            self.red_pen_hue, self.red_pen_saturation, self.pen_min_saturation,
+            self.blue_pen_saturation, self.black_pen_value, self.dark_ink_value,
+        )  # fmt: skip
 
     def mask(self, rgb: np.ndarray) -> np.ndarray:
         """Tissue mask (HxW bool) of an RGB uint8 image (HxWx3; an alpha channel is ignored)."""
@@ -249,6 +216,45 @@ def _to_grid(fine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     rows = ((np.arange(shape[0]) + 0.5) * fine.shape[0] / shape[0]).astype(int)
     cols = ((np.arange(shape[1]) + 0.5) * fine.shape[1] / shape[1]).astype(int)
     return fine[np.minimum(rows, fine.shape[0] - 1)][:, np.minimum(cols, fine.shape[1] - 1)]
+
+
+@functools.lru_cache(maxsize=8)
+def _colour_table(rules: tuple[float, ...]) -> np.ndarray:
+    """Flags for every 6-bit RGB cell, evaluated at the cell centres (built once per process)."""
+    (
+        min_sat,
+        edge_sat,
+        max_bright,
+        min_od,
+        red_hue,
+        red_sat,
+        green_sat,
+        blue_sat,
+        black_v,
+        dark_v,
+    ) = rules
+    q = (np.arange(64, dtype=np.float32) * 4 + 1.5)[:, None, None]
+    r, g, b = np.broadcast_arrays(q, q.reshape(1, 64, 1), q.reshape(1, 1, 64))
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    sat = (mx - mn) / np.maximum(mx, 1.0)
+    od = -np.log10((np.stack([r, g, b]) + 1.0) / 256.0).sum(axis=0)
+    base = (od > min_od) & (mn < 255 * max_bright)
+    d = np.maximum(mx - mn, 1e-6)
+    hue = np.where(
+        mx == r, ((g - b) / d) % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0)
+    )
+    hue /= 6.0  # 0 red, 1/3 green, 2/3 blue
+    red = (np.minimum(hue, 1.0 - hue) < red_hue) & (sat > red_sat)
+    green = (hue > 0.15) & (hue < 0.55) & (sat > green_sat)
+    blue = (hue >= 0.55) & (hue < 0.655) & (sat > blue_sat)
+    black = (mx < 255 * black_v) & (sat < 0.5)
+    flags = np.where(base & (sat > min_sat), _WEAK, 0)
+    flags |= np.where(base & (sat > edge_sat), _STRONG, 0)
+    flags |= np.where(red | green | blue | black, _PEN, 0)
+    flags |= np.where(mx < 255 * dark_v, _DARK, 0)
+    table = flags.astype(np.uint8).ravel()
+    table.flags.writeable = False
+    return table
 
 
 def _as_rgb(rgb: np.ndarray) -> np.ndarray:
