@@ -1,9 +1,10 @@
 """The training augmentation: dihedral flips/rotations and colour jitter on uint8 patch batches.
 
 One function shared by training and `benchmarks/loader.py`, so the benchmark measures what
-training runs. Geometry is applied on the uint8 bytes (cheap); the colour jitter (brightness,
-contrast, saturation, per-channel gain) and the optional normalisation are folded into one
-3x3 affine map per sample, applied with a single batched matrix product, then one clamp.
+training runs. On the CPU the flip/rot90 is folded into the uint8 -> float conversion (numpy
+views with negative strides: one pass); the colour jitter (brightness, contrast, saturation,
+per-channel gain) and the optional normalisation are folded into one 3x3 affine map per sample,
+applied with a single batched matrix product, then one clamp.
 """
 
 from __future__ import annotations
@@ -31,6 +32,29 @@ def _dihedral_u8(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         if flip:
             part = torch.flip(part, dims=(2,))
         out.index_copy_(0, idx, part.contiguous())
+    return out
+
+
+def _planar_float(x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float32 [B,3,H,W] (0..255), each sample turned by its dihedral code."""
+    import numpy as np
+    import torch
+
+    b, h, w, _ = x.shape
+    out = torch.empty(b, 3, h, w, dtype=torch.float32, device=x.device)
+    if x.device.type != "cpu":
+        src = x if codes is None else _dihedral_u8(x, codes)
+        return out.copy_(src.permute(0, 3, 1, 2))
+    xn, on = x.numpy(), out.numpy()
+    if codes is None:
+        on[...] = xn.transpose(0, 3, 1, 2)
+        return out
+    cn = codes.numpy()
+    for code in range(8):
+        sel = np.nonzero(cn == code)[0]
+        if len(sel):
+            view = np.rot90(xn[sel], code % 4, axes=(1, 2))
+            on[sel] = (view[:, :, ::-1] if code >= 4 else view).transpose(0, 3, 1, 2)
     return out
 
 
@@ -85,8 +109,8 @@ def augment_batch(
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"augment_batch wants uint8 [B,H,W,3], got {x.dtype} {tuple(x.shape)}")
     b, h, w, _ = x.shape
-    if geometric and h == w:
-        x = _dihedral_u8(x, torch.randint(0, 8, (b,), generator=generator).to(x.device))
+    codes = torch.randint(0, 8, (b,), generator=generator) if geometric and h == w else None
+    planar = _planar_float(x, None if codes is None else codes.to(x.device))
     a, o = _colour_affine(b, jitter, generator)
     lo, hi = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     if mean is not None and std is not None:
@@ -95,8 +119,6 @@ def augment_batch(
         lo = [(0.0 - mi) / si for mi, si in zip(mean, std, strict=True)]
         hi = [(1.0 - mi) / si for mi, si in zip(mean, std, strict=True)]
     a, o = (a / 255.0).to(x.device), o.to(x.device)
-    planar = torch.empty(b, 3, h, w, dtype=torch.float32, device=x.device)
-    planar.copy_(x.permute(0, 3, 1, 2))
     out = torch.baddbmm(o.unsqueeze(2), a, planar.view(b, 3, h * w)).view(b, 3, h, w)
     for c in range(3):
         out[:, c].clamp_(lo[c], hi[c])

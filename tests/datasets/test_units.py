@@ -129,3 +129,13 @@ def test_augment_batch() -> None:
     assert float(norm.min()) >= -2.0 - 1e-6 and float(norm.max()) <= 2.0 + 1e-6
     with pytest.raises(ValueError):
         augment_batch(x.float(), torch.Generator())
+
+
+def test_augment_cpu_fast_path_matches_the_torch_path() -> None:
+    from autoscope.datasets.augment import _dihedral_u8, _planar_float
+
+    x = torch.randint(0, 256, (40, 16, 16, 3), dtype=torch.uint8)
+    codes = torch.arange(40) % 8
+    want = _dihedral_u8(x, codes).permute(0, 3, 1, 2).float()  # the path other devices take
+    assert torch.equal(_planar_float(x, codes), want)
+    assert torch.equal(_planar_float(x, None), x.permute(0, 3, 1, 2).float())
