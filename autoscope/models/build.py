@@ -100,6 +100,7 @@ def build_trainer(cfg: Any, logger: Any, ckpt_dir: Path, extra_callbacks: list) 
     stop = EarlyStopping(
         monitor=cfg.metric, mode=cfg.metric_mode, patience=int(t.patience), min_delta=t.min_delta
     )
+    lr_monitor = [LearningRateMonitor(logging_interval="epoch")] if logger else []
     max_time = {"minutes": float(t.max_minutes)} if t.get("max_minutes") else None
     return L.Trainer(
         accelerator=t.accelerator,
@@ -111,7 +112,7 @@ def build_trainer(cfg: Any, logger: Any, ckpt_dir: Path, extra_callbacks: list) 
         check_val_every_n_epoch=int(t.val_every_epochs),
         log_every_n_steps=int(t.log_every_n_steps),
         logger=logger,
-        callbacks=[ckpt, stop, LearningRateMonitor(logging_interval="epoch"), *extra_callbacks],
+        callbacks=[ckpt, stop, *lr_monitor, *extra_callbacks],
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,

@@ -32,7 +32,7 @@ def tiny_cfg(ws: Path, *extra: str):
     ds = ws / "data" / "demo" / "datasets" / "tiny"
     if not ds.exists():
         make_tiny_dataset(ds)
-    return compose("demo", [f"paths.workspace={ws}", "+dataset.name=tiny", *TINY, *extra], "train")
+    return compose("demo", [f"paths.workspace={ws}", "++dataset.name=tiny", *TINY, *extra], "train")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,6 @@ def test_same_seed_same_metrics(trained, tmp_path: Path) -> None:
 def test_missing_dataset_is_user_error(tmp_path: Path) -> None:
     from autoscope.stages import train
 
-    cfg = compose("demo", [f"paths.workspace={tmp_path}", "+dataset.name=nope"], "train")
+    cfg = compose("demo", [f"paths.workspace={tmp_path}", "++dataset.name=nope"], "train")
     with pytest.raises(UserError, match="nope"):
         train.run(cfg)
