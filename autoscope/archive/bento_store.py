@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from autoscope.errors import UserError
 
 
 def use_bentoml_home(home: str | Path) -> None:
@@ -46,11 +49,21 @@ def save_model(name: str, version: str, src_dir: Path, labels: dict, metadata: d
 
     Returns:
         The BentoML tag `name:version` (existing models are kept, not overwritten).
+
+    Raises:
+        UserError: the store already holds this tag from a different run.
     """
     import bentoml
 
     tag = f"{name}:{version}"
     if has_model(tag):
+        mine, theirs = src_dir / "metadata.json", model_dir(tag) / "metadata.json"
+        if mine.is_file() and theirs.is_file():
+            if json.loads(mine.read_text())["run_id"] != json.loads(theirs.read_text())["run_id"]:
+                raise UserError(
+                    f"BentoML store {tag} holds another run than the MLflow registry says: "
+                    "the stores disagree (delete the store model or the registry version)"
+                )
         return tag
     with bentoml.models.create(tag, labels=labels, metadata=metadata) as model:
         for p in sorted(src_dir.rglob("*")):
