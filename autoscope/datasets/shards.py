@@ -124,16 +124,16 @@ def write_shards(
             shape=(n, patch_px, patch_px, 3),
         )
     stats = ColourStats()
-    pos = np.arange(len(plan))
+    if not plan.index.equals(pd.RangeIndex(len(plan))):
+        raise ValueError("write_shards needs a plan with a 0..N-1 index (its row positions)")
     is_slide = (plan["slide_id"].astype(str) != "").to_numpy()
     for sid, rows in plan[is_slide].groupby("slide_id", sort=False):
         path, mpp_x = slides[sid]
         where: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for p, x, y in zip(
-            pos[is_slide][plan[is_slide]["slide_id"] == sid], rows["x"], rows["y"], strict=True
-        ):
+        for p, x, y in zip(rows.index, rows["x"], rows["y"], strict=True):
             where[(int(x), int(y))].append(int(p))
         coords = np.array(list(where.keys()), np.int64)
+        coords = coords[np.lexsort((coords[:, 0], coords[:, 1]))]  # row by row: tile cache hits
         mpp = float(rows["mpp"].iloc[0])
         for patches, xy in read_slide_patches(path, mpp_x, coords, mpp, patch_px, workers):
             stats.add(patches)
@@ -142,7 +142,7 @@ def write_shards(
                     arrays[int(shard[p])][index[p]] = patch
             if progress:
                 progress(len(patches))
-    for p, src in zip(pos[~is_slide], plan.loc[~is_slide, "source"], strict=True):
+    for p, src in zip(np.flatnonzero(~is_slide), plan.loc[~is_slide, "source"], strict=True):
         img = load_image(src, patch_px)
         arrays[int(shard[p])][index[p]] = img
         stats.add(img[None])
