@@ -72,8 +72,6 @@ class TissueDetector:
         pixel costs a few integer operations. Stained pixels at the edge of a stained area must
         reach ``edge_saturation`` (a half-covered mask pixel), inner ones ``min_saturation``.
         """
-        from scipy import ndimage
-
         rgb = _as_rgb(rgb)
         table = _colour_table(self._colour_rules())
         idx = (rgb[..., 0] >> 2).astype(np.intp) << 12
@@ -81,7 +79,7 @@ class TissueDetector:
         idx |= rgb[..., 2] >> 2
         flags = table[idx]
         weak = (flags & _WEAK) > 0
-        inner = ndimage.binary_erosion(weak, _CROSS, border_value=1)
+        inner = ~_dilate(~weak, _CROSS)  # erosion; outside the image counts as stained
         stained = ((flags & _STRONG) > 0) | inner
         pen = np.zeros_like(weak)
         if self.pen_filter:
@@ -89,10 +87,10 @@ class TissueDetector:
             dark = (flags & _DARK) > 0
             if dark.any():  # dark ink: solid dark areas wider than nuclei (survive an opening)
                 r = max(2, round(min(dark.shape) * self.dark_ink_width))
-                core = ndimage.binary_erosion(dark, _disk(r), border_value=1)  # ink may leave
-                pen |= ndimage.binary_dilation(core, _disk(r))
+                core = ~_dilate(~dark, _disk(r))  # erosion; the ink may leave the image
+                pen |= _dilate(core, _disk(r))
             if self.pen_dilate_px > 0 and pen.any():
-                pen = ndimage.binary_dilation(pen, _disk(self.pen_dilate_px))
+                pen = _dilate(pen, _disk(self.pen_dilate_px))
         return stained & ~pen, pen
 
     def pen_mask(self, rgb: np.ndarray) -> np.ndarray:
@@ -109,13 +107,11 @@ class TissueDetector:
 
     def mask(self, rgb: np.ndarray) -> np.ndarray:
         """Tissue mask (HxW bool) of an RGB uint8 image (HxWx3; an alpha channel is ignored)."""
-        from scipy import ndimage
-
         m, pen = self.pixels(rgb)
         if self.close_px > 0 and m.any():
-            r = self.close_px
-            pad = np.pad(m, r, mode="constant")  # closing near the border must not erode it
-            m = ndimage.binary_closing(pad, structure=_disk(r))[r:-r, r:-r] | m
+            r, disk = self.close_px, _disk(self.close_px)
+            pad = _dilate(np.pad(m, r), disk)  # padded: the closing must not erode the border
+            m = ~_dilate(~pad, disk)[r:-r, r:-r] | m
         if self.fill_holes_px > 0 and m.any():
             m |= _small_parts(~m, self.fill_holes_px)
         m &= ~pen  # morphology must not close over ink
@@ -271,10 +267,23 @@ def _small_parts(m: np.ndarray, min_px: int) -> np.ndarray:
     labels, n = ndimage.label(m, structure=np.ones((3, 3), bool))
     if n == 0:
         return np.zeros_like(m)
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_px
+    small = np.bincount(labels.ravel()) < min_px
     small[0] = False
-    return small[labels]
+    return small[labels] if small.any() else np.zeros_like(m)
+
+
+def _dilate(m: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """Binary dilation by a small symmetric footprint (shifted ORs; outside counts as False)."""
+    out = m.copy()
+    ry, rx = footprint.shape[0] // 2, footprint.shape[1] // 2
+    h, w = m.shape
+    for dy, dx in zip(*np.nonzero(footprint), strict=True):
+        dy, dx = int(dy) - ry, int(dx) - rx
+        if (dy or dx) and abs(dy) < h and abs(dx) < w:
+            out[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)] |= m[
+                max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)
+            ]
+    return out
 
 
 def _disk(radius: int) -> np.ndarray:
