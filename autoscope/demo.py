@@ -57,8 +57,21 @@ def main(argv: list[str] | None = None) -> None:
     bin_dir = Path(sys.executable).parent
     step(str(bin_dir / "autoscope"), "project", "create", "demo")
     step(str(bin_dir / "dvc"), "repro")
+    step(str(bin_dir / "autoscope"), "runs", "list", "demo", "--sort", "val/acc")
+    step(str(bin_dir / "autoscope"), "models", "list", "demo")
     step(str(bin_dir / "autoscope"), "slides", "list", "demo")
-    print(f"\ndemo done in {time.perf_counter() - t0:.0f}s")
+    print(f"\ndemo done in {time.perf_counter() - t0:.0f}s. Where to look:")
+    out = ws / "outputs" / "demo"
+    for what, where in [
+        ("slide registry", ws / "data/demo/slides/registry.parquet"),
+        ("dataset report", ws / "data/demo/datasets/demo_tissue/report/report.md"),
+        ("sweep (best.yaml, pictures)", out / "hpo/demo-pipeline"),
+        ("model cards", out / "models"),
+        ("bento", out / "package"),
+        ("heatmaps, GeoJSON, summaries", next(iter(sorted(out.glob("infer/*/*"))), out / "infer")),
+    ]:
+        print(f"  {what:<30} {where}")
+    print("  MLflow UI                      autoscope ui demo   (127.0.0.1)")
 
 
 if __name__ == "__main__":
