@@ -210,7 +210,9 @@ def infer_slide(
         queue_depth=queue_depth,
         min_tissue=min_tissue,
     )
-    if pred.probs.shape[1:] and pred.probs.shape[1] != len(classes):
+    if len(pred.coords) == 0:  # no tissue: an empty but complete result
+        pred.probs = np.zeros((0, len(classes)), np.float32)
+    if pred.probs.shape[1] != len(classes):
         raise ValueError(f"model returns {pred.probs.shape[1]} classes, card lists {len(classes)}")
     from autoscope.infer.writers import write_outputs
 

@@ -148,3 +148,34 @@ def test_corrupt_slide_raises_slide_error(fixtures_dir, tmp_path):
 def test_too_coarse_slide_is_refused(synth_slide, tmp_path):
     with pytest.raises(SlideError, match="coarser"):
         predict_slide(tiny_classifier(), synth_slide.path, mpp=0.25, patch_px=32, progress=False)
+
+
+def test_slide_without_mpp_needs_override(tmp_path):
+    from autoscope.slides.synth import make_synthetic_slide
+
+    slide = make_synthetic_slide(
+        tmp_path / "nompp.tif", seed=1, width_px=1024, height_px=1024, with_mpp=False
+    )
+    with pytest.raises(SlideError, match="no MPP"):
+        predict_slide(tiny_classifier(), slide.path, mpp=2.0, patch_px=32, progress=False)
+    pred = predict_slide(
+        tiny_classifier(), slide.path, mpp=2.0, patch_px=32, progress=False, mpp_x=0.5
+    )
+    assert pred.slide_mpp == 0.5 and len(pred.coords) > 0
+
+
+def test_slide_without_tissue_gives_empty_outputs(synth_slide, tmp_path):
+    summary = infer_slide(
+        tiny_classifier(),
+        synth_slide.path,
+        tmp_path,
+        mpp=2.0,
+        patch_px=32,
+        classes=CLASSES,
+        tissue=lambda rgb: np.zeros(rgb.shape[:2], bool),
+        progress=False,
+    )
+    assert summary["tiles"]["total"] == 0 and summary["tissue_area_mm2"] == 0
+    geo = json.loads((tmp_path / "synth_000" / "regions.geojson").read_text())
+    assert geo["features"] == []
+    assert openslide.OpenSlide(str(tmp_path / "synth_000" / "heatmap.tif")).level_count >= 2
