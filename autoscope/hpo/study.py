@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +82,7 @@ def open_study(cfg: Any) -> Any:
     name, direction = str(cfg.hpo.study_name), _direction(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            storage = optuna.storages.RDBStorage(url, **kwargs)
-        except Exception as e:  # a driver missing, a server down, a bad URL
-            why = str(e).splitlines()[0].replace(url, masked(url)) if str(e) else type(e).__name__
-            raise UserError(f"hpo.storage '{masked(url)}': cannot open ({why})") from None
+        storage = _rdb_storage(url, kwargs)
         try:
             known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
             seed = int(cfg.seed) + (known[name].n_trials if name in known else 0)
@@ -106,6 +103,22 @@ def open_study(cfg: Any) -> Any:
             direction=direction,
             load_if_exists=True,
         )
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 3) -> Any:
+    """Open the RDB storage; retried, since workers started together race to create its tables."""
+    import optuna
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as e:  # a driver missing, a server down, a bad URL, a creation race
+            if attempt + 1 < tries and "IntegrityError" in repr(e) + str(e):
+                time.sleep(1.0 + attempt)
+                continue
+            why = str(e).splitlines()[0].replace(url, masked(url)) if str(e) else type(e).__name__
+            raise UserError(f"hpo.storage '{masked(url)}': cannot open ({why})") from None
+    raise AssertionError("unreachable")
 
 
 def _pid_gone(worker: str) -> bool:

@@ -1,4 +1,4 @@
-"""A self-contained toy recipe for sweeper tests: its own `toy` config group and `hpo` space.
+"""Fixtures of the sweeper tests: the toy recipe composed in a temp workspace.
 
 The recipe lives in a temp folder beside its groups (Hydra searches the recipe's folder first, then
 `conf/`), and the workspace is that temp folder, so every store (Optuna, MLflow) is a real SQLite
@@ -7,50 +7,14 @@ file under tmp_path.
 
 from __future__ import annotations
 
-import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-TOY_A = """\
-name: a        # which choice this is (the objective reads it)
-lr: 0.1        # a searched float
-max_lr: ${.lr} # an interpolation that must follow the searched lr
-"""
-TOY_B = """\
-name: b        # which choice this is
-lr: 0.05       # a searched float
-max_lr: ${.lr} # follows lr
-depth: 2       # only this choice has it: a conditional parameter
-"""
-SPACE = """\
-study_name: toy-${seed}   # Optuna study name
-n_trials: 3               # counted trials
-timeout_s: null           # no time budget
-storage: null             # paths.optuna_storage
-heartbeat_s: null         # same-host stale check only
-mlflow: false             # most tests skip MLflow (one test turns it on)
-start_from_base: false    # let the sampler pick trial 0
-sampler:                  # seeded TPE
-  _target_: optuna.samplers.TPESampler
-  n_startup_trials: 2
-pruner:                   # median pruning
-  _target_: optuna.pruners.MedianPruner
-  n_startup_trials: 1
-fixed: null               # no per-trial budget overrides
-params:                   # the space
-  toy: {type: categorical, choices: [a, b]}
-  toy.lr: {type: float, low: 1.0e-3, high: 1.0, log: true}
-  toy.depth: {type: int, low: 1, high: 4}
-"""
-RECIPE = """\
-defaults:
-  - config
-  - toy: a
-  - override hpo: toy3
-  - _self_
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from hpo_toy import write_toy  # noqa: E402
 
 
 @pytest.fixture
@@ -58,32 +22,10 @@ def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Return `make(overrides) -> cfg` composing the toy recipe in a temp workspace."""
     from autoscope.config import compose
 
-    rdir = tmp_path / "recipes"
-    for rel, text in {
-        "toy.yaml": RECIPE,
-        "toy/a.yaml": TOY_A,
-        "toy/b.yaml": TOY_B,
-        "hpo/toy3.yaml": SPACE,
-    }.items():
-        (rdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (rdir / rel).write_text(text)
+    recipe = write_toy(tmp_path / "recipes")
     monkeypatch.chdir(tmp_path)
 
     def make(overrides: list[str] | None = None) -> Any:
-        return compose(str(rdir / "toy.yaml"), ["multirun=true", *(overrides or [])], "train")
+        return compose(str(recipe), ["multirun=true", *(overrides or [])], "train")
 
     return make
-
-
-def score(cfg: Any) -> float:
-    """A cheap deterministic objective: best near lr=0.03, choice b with depth 3."""
-    v = 1.0 - (math.log10(cfg.toy.lr) + 1.5) ** 2 / 10
-    if cfg.toy.name == "b":
-        v += 0.05 - 0.02 * abs(cfg.toy.depth - 3)
-    return v
-
-
-def objective(cfg: Any, trial: Any) -> dict:
-    """The toy objective with the train_once signature; checks the interpolation followed lr."""
-    assert cfg.toy.max_lr == cfg.toy.lr
-    return {"val/acc": score(cfg), "run_id": None}

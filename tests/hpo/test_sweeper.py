@@ -13,14 +13,15 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from hpo_toy import RECIPE, objective, score
 from optuna.trial import TrialState
 
 from autoscope.config import compose
 from autoscope.errors import UserError
 from autoscope.hpo.sweeper import run_study
-from tests.hpo.conftest import RECIPE, objective, score
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 
 def _load(cfg) -> optuna.Study:
@@ -126,7 +127,7 @@ import sys, time
 from pathlib import Path
 from autoscope.config import compose
 from autoscope.hpo.sweeper import run_study
-from tests.hpo.conftest import objective
+from hpo_toy import objective
 
 def hanging(cfg, trial):
     if trial.number == 2:
@@ -142,7 +143,7 @@ def test_killed_sweep_resumes_where_it_stopped(toy, tmp_path) -> None:
     cfg = toy()
     script = tmp_path / "sweep.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"}
     proc = subprocess.Popen([sys.executable, str(script), cfg.recipe], cwd=tmp_path, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -260,7 +261,7 @@ WORKER = """
 import sys, time
 from autoscope.config import compose
 from autoscope.hpo.sweeper import run_study
-from tests.hpo.conftest import objective
+from hpo_toy import objective
 
 def slow(cfg, trial):
     time.sleep(1.0)
@@ -275,7 +276,7 @@ def test_two_workers_share_one_study(toy, tmp_path) -> None:
     cfg = toy(["hpo.n_trials=6"])
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}"}
     procs = [
         subprocess.Popen([sys.executable, str(script), cfg.recipe], cwd=tmp_path, env=env)
         for _ in range(2)
