@@ -145,8 +145,9 @@ def _finish_plan(cfg: Any, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.Dat
     plan.loc[slide_rows, "mpp"] = float(ds.mpp)
     plan["patch_px"] = int(ds.patch_px)
     plan["label"] = [classes[i] for i in plan["label_idx"]]
+    mpp, patch_px = float(ds.mpp), int(ds.patch_px)
     keys = [
-        f"{s}:{x}:{y}:{ds.mpp}:{ds.patch_px}:{lab}"
+        f"{s}:{x}:{y}:{mpp}:{patch_px}:{lab}"
         for s, x, y, lab in zip(plan["slide_id"], plan["x"], plan["y"], plan["label"], strict=True)
     ]
     ids = [hashlib.sha1(k.encode()).hexdigest()[:16] for k in keys]

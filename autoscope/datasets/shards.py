@@ -60,28 +60,25 @@ def pyramid_level(path: str, mpp_x: float, mpp: float) -> int:
 
 
 class ColourStats:
-    """Running per-channel mean and std of patches (values in [0, 1])."""
+    """Running per-channel mean and std of patches (values in [0, 1]), from exact histograms."""
 
     def __init__(self) -> None:
-        self.n = 0
-        self.s = np.zeros(3)
-        self.s2 = np.zeros(3)
+        self.hist = np.zeros((3, 256), np.int64)
 
     def add(self, patches: np.ndarray) -> None:
         """Add a uint8 [B,H,W,3] batch."""
-        x = patches.reshape(-1, 3).astype(np.float64) / 255.0
-        self.n += len(x)
-        self.s += x.sum(0)
-        self.s2 += (x * x).sum(0)
+        for c in range(3):
+            self.hist[c] += np.bincount(patches[..., c].ravel(), minlength=256)
 
     def result(self) -> dict[str, list[float]]:
         """{"mean": [r,g,b], "std": [r,g,b]}."""
-        n = max(self.n, 1)
-        mean = self.s / n
-        std = np.sqrt(np.maximum(self.s2 / n - mean**2, 0))
+        v = np.arange(256) / 255.0
+        n = np.maximum(self.hist.sum(axis=1), 1)
+        mean = (self.hist * v).sum(axis=1) / n
+        std = np.sqrt(np.maximum((self.hist * v * v).sum(axis=1) / n - mean**2, 0))
         return {
-            "mean": [round(float(v), 5) for v in mean],
-            "std": [round(float(v), 5) for v in std],
+            "mean": [round(float(x), 5) for x in mean],
+            "std": [round(float(x), 5) for x in std],
         }
 
 
