@@ -46,13 +46,11 @@ def get_run(client: Any, exp_id: str, run_id: str) -> Any:
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise UserError(
-            f"archive.run: no MLflow run '{run_id}' (see `autoscope runs list`)"
-        ) from None
+        raise UserError(f"run={run_id}: no such MLflow run (see `autoscope runs list`)") from None
     if run.info.experiment_id != exp_id:
-        raise UserError(f"archive.run: run '{run_id}' belongs to another project's experiment")
+        raise UserError(f"run={run_id}: belongs to another project's experiment")
     if run.info.status != "FINISHED":
-        raise UserError(f"archive.run: run '{run_id}' is {run.info.status}, not FINISHED")
+        raise UserError(f"run={run_id}: the run is {run.info.status}, not FINISHED")
     return run
 
 

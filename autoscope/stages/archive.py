@@ -14,7 +14,7 @@ from autoscope.errors import UserError
 def _pick_run(client: Any, exp_id: str, cfg: Any) -> Any:
     from autoscope.archive import runs, sources
 
-    ref = str(cfg.archive.run)
+    ref = str(cfg.run)
     if ref != "best":
         return runs.get_run(client, exp_id, ref)
     found = runs.candidate_runs(client, exp_id, cfg.metric, cfg.metric_mode)
@@ -101,7 +101,7 @@ def _stage_version(cfg: Any, client: Any, run: Any, name: str, version: int, sta
 
 
 def run(cfg: Any) -> dict:
-    """Archive `archive.run` (default: the best run): card, MLflow registry, BentoML store.
+    """Archive `run` (default: the best run): card, MLflow registry, BentoML store.
 
     Archiving a run that is already archived changes nothing but the alias.
     """

@@ -66,7 +66,7 @@ def test_archive_named_run_gets_next_version(workspace: Path) -> None:
     first = fake_run(cfg, val_acc=0.9, seed=1)
     second = fake_run(cfg, val_acc=0.8, seed=2)
     assert archive.run(cfg)["run_id"] == first
-    out = archive.run(compose_cfg(workspace, f"archive.run={second}"))
+    out = archive.run(compose_cfg(workspace, f"run={second}"))
     assert out["version"] == 2 and out["run_id"] == second
     assert (Path(cfg.paths.outputs) / "models" / "tissue_classification" / "v2").is_dir()
 
@@ -84,8 +84,8 @@ def test_archive_unknown_run_and_empty_project(workspace: Path) -> None:
     with pytest.raises(UserError, match="no MLflow experiment 'demo'"):
         archive.run(cfg)
     fake_run(cfg)
-    with pytest.raises(UserError, match="no MLflow run 'nope'"):
-        archive.run(compose_cfg(workspace, "archive.run=nope"))
+    with pytest.raises(UserError, match="run=nope: no such MLflow run"):
+        archive.run(compose_cfg(workspace, "run=nope"))
 
 
 def test_archive_review_heatmap_of_a_slide(workspace: Path) -> None:

@@ -17,7 +17,7 @@ def test_cli_archive_then_models_list(tmp_path: Path, capsys) -> None:
     assert main(["archive", "demo", ws, "archive.thresholds.min={val/acc:0.95}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "below the minimum 0.95" in err and "Traceback" not in err
-    assert main(["archive", "demo", ws, f"archive.run={rid}"]) == 0
+    assert main(["archive", "demo", ws, f"run={rid}"]) == 0
     assert "bentoml_tag=demo-tissue_classification:v1" in capsys.readouterr().out
     assert main(["models", "list", "demo", ws]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
