@@ -9,8 +9,15 @@ from typing import Any
 from autoscope.errors import UserError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one-line UserErrors (the CLI prints them)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (usage: {self.format_usage().strip()[7:]})")
+
+
 def _parse(prog: str, flags: list[str], *positional: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"autoscope dataset {prog}", add_help=False)
+    parser = _Parser(prog=f"autoscope dataset {prog}", add_help=False)
     for name in positional:
         parser.add_argument(name, nargs="?" if name == "name" else None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -364,3 +364,20 @@ def test_dvc_add_into_the_workspace_repo(workspace) -> None:
     res = build_dataset(cfg)
     dvc_file = Path(res["dir"]).with_name("demo_tissue.dvc")
     assert f"md5: {res['version']}" in dvc_file.read_text()
+
+
+def test_views_through_the_cli(built, capsys) -> None:
+    from autoscope.cli import main
+
+    ws, cfg, result = built
+    over = [f"paths.workspace={ws.root}"]
+    assert main(["dataset", "list", "demo", *over]) == 0
+    assert main(["dataset", "show", "demo", "demo_tissue", "--json", *over]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out[out.index("{") :])
+    assert shown["version"] == result["version"] and shown["patches"] == result["patches"]
+    assert main(["dataset", "diff", "demo", "demo_tissue", "demo_tissue", *over]) == 0
+    assert "+0 added, -0 removed" in capsys.readouterr().out
+    assert main(["dataset", "diff", "demo", "demo_tissue", *over]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "required: b" in err[0]
