@@ -372,7 +372,8 @@ def test_views_through_the_cli(built, capsys) -> None:
     ws, cfg, result = built
     over = [f"paths.workspace={ws.root}"]
     assert main(["dataset", "list", "demo", *over]) == 0
-    assert main(["dataset", "show", "demo", "demo_tissue", "--json", *over]) == 0
+    rc = main(["dataset", "show", "demo", *over, "demo_tissue", "--json"])
+    assert rc == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     shown = json.loads(out[out.index("{") :])
     assert shown["version"] == result["version"] and shown["patches"] == result["patches"]
