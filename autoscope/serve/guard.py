@@ -28,12 +28,20 @@ class SlideSubmitGuard:
         app: the wrapped ASGI app.
         route: the task route (`/slide`).
         roots: the allowed slide folders.
+        models: accepted values of the optional `model` field (tags and names of the models).
     """
 
-    def __init__(self, app: Any, route: str = "/slide", roots: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        route: str = "/slide",
+        roots: list[str] | None = None,
+        models: list[str] | None = None,
+    ) -> None:
         self.app = app
         self.submit = route.rstrip("/") + "/submit"
         self.roots = list(roots or [])
+        self.models = {"", *(models or [])}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope["path"] != self.submit:
@@ -75,6 +83,12 @@ class SlideSubmitGuard:
             return 400, "request body is not JSON"
         if not isinstance(data, dict) or not isinstance(data.get("path"), str):
             return 400, 'expected a JSON object {"path": "<slide file>", "model": "<optional tag>"}'
+        model = data.get("model", "")
+        if not isinstance(model, str) or model not in self.models:
+            return (
+                400,
+                f"unknown model {model!r} (packaged: {', '.join(sorted(self.models - {''}))})",
+            )
         try:
             check_slide_path(data["path"], self.roots)
         except PathRefused as e:

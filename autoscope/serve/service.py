@@ -144,4 +144,9 @@ PatchService = bentoml.service(  # type: ignore[misc]
     resources=_resources,
     traffic={"timeout": SETTINGS.timeout_s, "concurrency": SETTINGS.concurrency},
 )(PatchService)
-PatchService.add_asgi_middleware(SlideSubmitGuard, route="/slide", roots=SETTINGS.allowed_roots)
+PatchService.add_asgi_middleware(
+    SlideSubmitGuard,
+    route="/slide",
+    roots=SETTINGS.allowed_roots,
+    models=[*SETTINGS.models, *(c["name"] for c in CARDS)],
+)

@@ -128,6 +128,8 @@ def _run_task(server: str, body: dict, timeout_s: float = 120) -> Any:
 
 
 def test_slide_job_runs_the_engine(packaged: dict, server: str) -> None:
+    import httpx
+
     t0 = time.perf_counter()
     r = _run_task(server, {"path": str(packaged["slide"])})
     packaged["slide_job_s"] = time.perf_counter() - t0
@@ -135,8 +137,11 @@ def test_slide_job_runs_the_engine(packaged: dict, server: str) -> None:
     summary = r.json()
     out = Path(packaged["cfg"].package.jobs_dir) / "demo-tissue_classification-v1" / "job_000"
     assert json.loads((out / "summary.json").read_text()) == summary
-    bad = _run_task(server, {"path": str(packaged["slide"]), "model": "nope"})
-    assert bad.status_code == 400 and "unknown model" in bad.text
+    for model in ("nope", 3):
+        bad = httpx.post(
+            f"{server}/slide/submit", json={"path": str(packaged["slide"]), "model": model}
+        )
+        assert bad.status_code == 400 and "unknown model" in bad.text
 
 
 def test_timings_report(packaged: dict, server: str, tmp_path: Path) -> None:
