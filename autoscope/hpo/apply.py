@@ -95,8 +95,8 @@ def apply_params(cfg: Any, params: dict[str, Any]) -> Any:
             if (k in params and is_group(cfg, str(k))) or cfg[k] == plain.get(k):
                 continue  # swept, or the command line left it alone: the trial's version
             new[k] = copy.deepcopy(cfg[k])
-            before = _flat(plain.get(k))
-            for path, v in _flat(trial.get(k)).items():
+            before = flatten(plain.get(k))
+            for path, v in flatten(trial.get(k)).items():
                 if before.get(path, _ABSENT) != v:
                     OmegaConf.update(new[k], path, v, force_add=True)
     return new
@@ -123,7 +123,7 @@ def group_choice_cfg(cfg: Any, params: dict[str, Any]) -> Any:
     return compose(str(cfg.recipe), to_overrides(cfg, groups), cfg.get("stage"))
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """Leaves of a config node as {dotted path: value} (lists are leaves)."""
     from omegaconf import DictConfig, OmegaConf
 
@@ -134,7 +134,7 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in node.items():
         path = f"{prefix}.{k}" if prefix else str(k)
-        out.update(_flat(v, path) if isinstance(v, dict) else {path: v})
+        out.update(flatten(v, path) if isinstance(v, dict) else {path: v})
     return out
 
 

@@ -20,6 +20,7 @@ from autoscope.errors import UserError
 from autoscope.hpo.apply import (
     apply_params,
     check_space,
+    flatten,
     group_choice_cfg,
     is_group,
     key_exists,
@@ -88,10 +89,10 @@ def _make_trial_fn(
 
 
 def _fixed(cfg: Any) -> dict[str, Any]:
-    """`hpo.fixed`: overrides every trial gets; each key must exist in the composed config."""
+    """`hpo.fixed`: overrides every trial gets (nested or dotted keys); each must exist."""
     from omegaconf import OmegaConf
 
-    fixed = OmegaConf.to_container(cfg.hpo.fixed) if cfg.hpo.get("fixed") else {}
+    fixed = flatten(OmegaConf.to_container(cfg.hpo.fixed)) if cfg.hpo.get("fixed") else {}
     for k in fixed:
         if not key_exists(cfg, str(k)):
             raise UserError(f"hpo.fixed['{k}']: no such key in the composed config (a typo?)")

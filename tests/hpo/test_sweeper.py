@@ -293,3 +293,13 @@ def test_unreachable_storage_is_a_user_error_without_the_password(toy) -> None:
     with pytest.raises(UserError, match=r"u:\*\*\*@127.0.0.1:1/optuna': cannot open") as e:
         run_study(cfg, objective)
     assert "secret" not in str(e.value)
+
+
+def test_fixed_overrides_reach_every_trial(toy) -> None:
+    cfg = toy(["hpo.n_trials=2", "hpo.fixed={seed:3,toy:{max_lr:9.0}}"])
+
+    def check(tcfg, trial):
+        assert tcfg.seed == 3 and tcfg.toy.max_lr == 9.0
+        return score(tcfg)
+
+    assert run_study(cfg, check)["n_complete"] == 2
