@@ -1,0 +1,1 @@
+"""Archive: model cards, the MLflow registry (the index) and the BentoML model store."""
