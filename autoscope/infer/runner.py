@@ -58,6 +58,13 @@ def _unique(jobs: list[SlideJob]) -> list[SlideJob]:
     return out
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A path (`/x`, `dir/x.svs`, `x.tif`) rather than a registry query (`status == 'ok'`)."""
+    if any(op in spec for op in ("==", "!=", "<", ">", " in ", " and ", " or ", "(")):
+        return False
+    return "/" in spec or bool(Path(spec).suffix)
+
+
 def _from_row(row: Any) -> SlideJob:
     mpp = row.get("mpp_x")
     mpp = float(mpp) if mpp is not None and mpp == mpp and row.get("mpp_source") != "file" else None
@@ -82,7 +89,7 @@ def select_slides(spec: str, registry: Any, extensions: Sequence[str] = ()) -> l
         paths = [ln for ln in lines if ln and not ln.startswith("#")]
     elif p.is_dir():
         paths = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in extensions)
-    elif p.is_file() or any(ch in spec for ch in "*?[") or spec.startswith(("/", "./")):
+    elif p.is_file() or any(ch in spec for ch in "*?[") or _looks_like_path(spec):
         paths = sorted(glob.glob(str(p)))
     if paths is not None:
         if not paths:
