@@ -52,6 +52,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     from autoscope.models.data import PatchDataModule
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts on GPUs
     if cfg.trainer.get("threads"):
         torch.set_num_threads(int(cfg.trainer.threads))
     ddir = build.dataset_dir(cfg)

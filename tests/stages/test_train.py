@@ -90,3 +90,22 @@ def test_missing_dataset_is_user_error(tmp_path: Path) -> None:
     cfg = compose("demo", [f"paths.workspace={tmp_path}", "++dataset.name=nope"], "train")
     with pytest.raises(UserError, match="nope"):
         train.run(cfg)
+
+
+def test_pruned_trial_marks_run_killed(tmp_path: Path) -> None:
+    """With an Optuna trial, the pruning callback reports cfg.metric; a pruned run is KILLED."""
+    import mlflow
+    import optuna
+
+    from autoscope.stages import train
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(2.0))
+    trial = study.ask()
+    cfg = tiny_cfg(tmp_path, "trainer.max_epochs=1")
+    with pytest.raises(optuna.TrialPruned):
+        train.train_once(cfg, trial)
+    client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri)
+    exp = client.get_experiment_by_name("demo")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "KILLED"
+    assert trial.number == 0 and study.trials[0].intermediate_values  # the metric was reported
