@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     t1 = time.perf_counter()
     slides = Path(cfg.paths.data) / "slides"
     slide = make_synthetic_slide(slides / "job_000.tif", seed=3, width_px=1536, height_px=1024)
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "broken.svs", slides / "broken.svs")
     outside = make_synthetic_slide(
         ws / "elsewhere" / "secret.tif", seed=4, width_px=512, height_px=512
     )
@@ -58,6 +60,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "archived": archived,
         "built": built,
         "slide": slide.path,
+        "broken": slides / "broken.svs",
         "outside": outside.path,
         "archive_s": t1 - t0,
         "package_s": t2 - t1,

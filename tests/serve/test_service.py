@@ -137,6 +137,8 @@ def test_slide_job_runs_the_engine(packaged: dict, server: str) -> None:
     summary = r.json()
     out = Path(packaged["cfg"].package.jobs_dir) / "demo-tissue_classification-v1" / "job_000"
     assert json.loads((out / "summary.json").read_text()) == summary
+    broken = _run_task(server, {"path": str(packaged["broken"])})
+    assert broken.status_code == 422 and "broken.svs" in broken.text
     for model in ("nope", 3):
         bad = httpx.post(
             f"{server}/slide/submit", json={"path": str(packaged["slide"]), "model": model}
