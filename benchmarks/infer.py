@@ -301,7 +301,8 @@ def cuda_main(args: argparse.Namespace) -> dict:
         reader.close()
     patch_px, bs = args.patch_px, args.batch_size
     base, _ = tissue_coords(path, mpp, patch_px)
-    coords = np.concatenate([base] * max(1, -(-args.tiles // max(1, len(base)))))[: args.tiles]
+    n = max(bs, args.tiles // bs * bs)  # whole batches: no new shape (cuDNN autotuning) when timed
+    coords = np.concatenate([base] * max(1, -(-n // max(1, len(base)))))[:n]
     workers = args.workers or os.cpu_count() or 1
     depth = _shm_depth(workers, bs * patch_px * patch_px * 3)
     kw = {"batch_size": bs, "workers": workers, "queue_depth": depth, "device": str(dev)}
@@ -386,7 +387,12 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda:
         args.workers = args.workers or 2
     res = cuda_main(args) if cuda else cpu_main(args)
-    res.update(host=platform.node(), cpus=os.cpu_count(), date=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    res.update(
+        host=platform.node(),
+        cpus=os.cpu_count(),
+        load_avg_1min=os.getloadavg()[0],  # other work on the machine skews the CPU figures
+        date=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
     out = write_json(res, "infer_cuda.json" if cuda else "infer.json")
     print(json.dumps({k: v for k, v in res.items() if k not in ("targets",)}, indent=1))
     for key, target in res["targets"].items():
