@@ -303,3 +303,9 @@ def test_fixed_overrides_reach_every_trial(toy) -> None:
         return score(tcfg)
 
     assert run_study(cfg, check)["n_complete"] == 2
+
+
+def test_relative_sqlite_storage_lives_under_the_working_folder(toy, tmp_path) -> None:
+    cfg = toy(["hpo.n_trials=1", "hpo.storage=sqlite:///outputs/demo/hpo/pipeline.db"])
+    assert run_study(cfg, objective)["n_complete"] == 1
+    assert (tmp_path / "outputs/demo/hpo/pipeline.db").is_file()
