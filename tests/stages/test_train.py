@@ -24,6 +24,7 @@ TINY = [
     "trainer.eval_batch_size=64",
     "trainer.sample_grid=8",
     "trainer.threads=1",
+    "trainer.max_minutes=null",  # schedule by steps only: bit-reproducible on CPU
 ]
 
 
