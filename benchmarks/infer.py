@@ -19,8 +19,11 @@ over min(reader, model), target >= 0.8), and writes ``outputs/bench/infer.json``
 CUDA mode measures the share of wall time the GPU spends in the model (CUDA events; target
 >= 90 %) for a ResNet-50 (defined here: no torchvision) under bf16 autocast, plus model-only and
 reader-only throughput. It imports only the engine and its few dependencies (torch, numpy,
-openslide, tifffile/imagecodecs, PIL): no hydra, mlflow, bentoml, lightning or pandas. Carry
-``outputs/bench/`` to reuse the slide. Heavy imports stay inside functions: reader workers
+openslide, tifffile/imagecodecs, PIL): no hydra, mlflow, bentoml, lightning or pandas. A GPU host
+without openslide-python, openslide-bin or imagecodecs takes their wheels (``pip download
+--no-deps --only-binary=:all: --python-version 3.12 ...``, then ``pip install --no-index --no-deps
+--target DIR`` there and ``PYTHONPATH=DIR``); the synthetic slide is generated there in seconds.
+It writes ``outputs/bench/infer_cuda.json``. Heavy imports stay inside functions: reader workers
 re-import this file.
 """
 
