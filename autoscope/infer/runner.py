@@ -190,6 +190,8 @@ def run_slides(
     if results:
         echo(f"{len(results)} slide(s) already done in {out_dir}: skipped")
     n = len(todo)
+    if n == 0:
+        return results
     if instances <= 1 or n <= 1:
         _init_worker(loader, None)
         for k, j in enumerate(todo, 1):
