@@ -6,8 +6,11 @@ Actions take a recipe and Hydra overrides; views take a recipe and plain flags.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+
+_OVERRIDE = re.compile(r"^[+~]{0,2}[\w./@-]+=")  # a Hydra override: key=value, +key=value, ~key
 
 # (stage, verb) -> (module:function, kind, one-line help). kind: "action" gets `run(cfg) -> dict`,
 # "view" gets `view(cfg, flags: list[str]) -> None`.
@@ -52,11 +55,12 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
         a = args[i]
         if a.startswith("-"):
             flags.append(a)
-            if "=" not in a and i + 1 < len(args) and not args[i + 1].startswith("-"):
-                flags.append(args[i + 1])
+            nxt = args[i + 1] if i + 1 < len(args) else "-"
+            if "=" not in a and not nxt.startswith("-") and not _OVERRIDE.match(nxt):
+                flags.append(nxt)
                 i += 1
         else:
-            (overrides if "=" in a else flags).append(a)
+            (overrides if _OVERRIDE.match(a) else flags).append(a)
         i += 1
     return overrides, flags
 

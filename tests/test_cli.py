@@ -50,3 +50,11 @@ def test_user_errors_are_one_line(args, needle):
 def test_main_returns_zero_on_help(capsys):
     assert main(["--help"]) == 0
     assert "usage: autoscope" in capsys.readouterr().out
+
+
+def test_split_flags_and_overrides():
+    from autoscope.cli import _split
+
+    ov, fl = _split(["--json", "paths.workspace=/x", "--where", "a == 'b'", "--sort=-c", "s1", "+k=1"])
+    assert ov == ["paths.workspace=/x", "+k=1"]
+    assert fl == ["--json", "--where", "a == 'b'", "--sort=-c", "s1"]
