@@ -64,7 +64,8 @@ class PatchDataModule(L.LightningDataModule):
         eval_batch_size: validation/test batch size.
         input_px: side the patches are resized to once at load (None keeps the dataset's).
         seed: seeds the shuffling and the augmentation (reproducible runs).
-        augment: keyword arguments of `autoscope.datasets.augment.augment_batch`.
+        augment: `hed_sigma`/`hed_bias` (stain jitter, `autoscope.models.stain`) plus keyword
+            arguments of `autoscope.datasets.augment.augment_batch` (flips/rot90, colour jitter).
         mean: normalisation mean handed to the augmentation (its output is model-ready).
         std: normalisation std handed to the augmentation.
         num_classes: number of classes (for the class counts).
@@ -87,6 +88,8 @@ class PatchDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.input_px, self.seed = input_px, seed
         self.augment_kwargs = dict(augment)
+        self.hed_sigma = float(self.augment_kwargs.pop("hed_sigma", 0.0))
+        self.hed_bias = float(self.augment_kwargs.pop("hed_bias", 0.0))
         self.mean, self.std = list(mean), list(std)
         self.num_classes = num_classes
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -146,9 +149,11 @@ class PatchDataModule(L.LightningDataModule):
         if self.trainer is None or not self.trainer.training:
             return batch
         from autoscope.datasets.augment import augment_batch
+        from autoscope.models.stain import hed_jitter
 
         if self._aug_gen is None:
             self._aug_gen = torch.Generator().manual_seed(self.seed + 1)
         x, y = batch
+        x = hed_jitter(x, self._aug_gen, self.hed_sigma, self.hed_bias)
         x = augment_batch(x, self._aug_gen, mean=self.mean, std=self.std, **self.augment_kwargs)
         return x, y
