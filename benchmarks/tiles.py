@@ -8,8 +8,9 @@ in one run, interleaved, times each mode on the same window of the slide per rep
 - ``openslide``: ``np.asarray(OpenSlide.read_region(...).convert("RGB"))`` per 256 px tile: an
   RGB array straight from OpenSlide, the baseline;
 - ``limit``: ``imagecodecs.jpeg8_decode`` of the same stored tile bytes, already in memory (no
-  file access, no Python around it: the one-core libjpeg-turbo limit). Decoding into one reused
-  buffer measured about 30 % slower than into fresh arrays here, so the limit uses fresh ones;
+  file access, no Python around it: the one-core libjpeg-turbo limit), each into a fresh array
+  placed where the decoder writes fastest (32-byte aligned targets decoded ~30 % slower here;
+  see ``autoscope.slides.tiff_fast.empty_rgb``);
 - ``aligned``: this reader, 256 px reads on the slide's own tile grid;
 - ``unaligned``: this reader, 224 px patches on a 224 px grid (cut from cached tiles);
 - ``fallback``: this reader forced through OpenSlide (``backend="openslide"``), 256 px aligned;
@@ -115,6 +116,7 @@ def base_modes(path: str, aligned: np.ndarray, prefix: str = "") -> tuple[dict[s
     import openslide
 
     from autoscope.slides.reader import open_reader
+    from autoscope.slides.tiff_fast import empty_rgb
 
     slide = openslide.OpenSlide(path)
     reader = open_reader(path)
@@ -132,7 +134,8 @@ def base_modes(path: str, aligned: np.ndarray, prefix: str = "") -> tuple[dict[s
 
     def run_limit() -> int:
         for data in stored:
-            imagecodecs.jpeg8_decode(data, tables=tables, colorspace=cs, outcolorspace=2)
+            out = empty_rgb((th, tw, 3))  # the decoder's fastest target (see empty_rgb)
+            imagecodecs.jpeg8_decode(data, tables=tables, colorspace=cs, outcolorspace=2, out=out)
         return len(stored)
 
     def run_aligned() -> int:

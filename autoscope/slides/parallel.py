@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from autoscope.errors import UserError
+from autoscope.slides.tiff_fast import ALIGN_OFFSET, empty_rgb
 
+RING_OFFSET = ALIGN_OFFSET  # shared memory is page-aligned; decode targets should not be
 POLL_S = 0.5  # how often the parent checks that its workers are alive while waiting
 
 
@@ -51,7 +53,7 @@ def _worker(
         reader = open_reader(path, mpp_x)
         if shm_name is not None:
             shm = SharedMemory(name=shm_name)  # same resource tracker as the parent
-            ring = np.ndarray(ring_shape, np.uint8, buffer=shm.buf)
+            ring = np.ndarray(ring_shape, np.uint8, buffer=shm.buf, offset=RING_OFFSET)
     except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
         results.put((-1, -1, (type(err).__name__, str(err))))
         return
@@ -63,7 +65,7 @@ def _worker(
                     _read_batch(reader, chunk, mpp, patch_px, ring[slot, : len(chunk)])
                     results.put((idx, slot, None))
                 else:
-                    arr = np.empty((len(chunk), patch_px, patch_px, 3), np.uint8)
+                    arr = empty_rgb((len(chunk), patch_px, patch_px, 3))
                     _read_batch(reader, chunk, mpp, patch_px, arr)
                     results.put((idx, slot, arr))
             except Exception as err:  # noqa: BLE001 - one bad batch is reported, not fatal here
@@ -134,7 +136,7 @@ def _iter_local(
     with open_reader(path, mpp_x) as reader:
         for start in range(0, len(coords), batch_size):
             chunk = coords[start : start + batch_size]
-            out = np.empty((len(chunk), patch_px, patch_px, 3), np.uint8)
+            out = empty_rgb((len(chunk), patch_px, patch_px, 3))
             _read_batch(reader, chunk, mpp, patch_px, out)
             yield out, chunk.copy()
 
@@ -157,8 +159,11 @@ def _iter_workers(
     n_batches = -(-len(coords) // batch_size)
     depth = min(queue_depth, n_batches)
     ring_shape = (depth, batch_size, patch_px, patch_px, 3)
-    shm = SharedMemory(create=True, size=int(np.prod(ring_shape))) if transport == "shm" else None
-    ring = np.ndarray(ring_shape, np.uint8, buffer=shm.buf) if shm is not None else None
+    size = RING_OFFSET + int(np.prod(ring_shape))
+    shm = SharedMemory(create=True, size=size) if transport == "shm" else None
+    ring = None
+    if shm is not None:
+        ring = np.ndarray(ring_shape, np.uint8, buffer=shm.buf, offset=RING_OFFSET)
     tasks, results = ctx.Queue(), ctx.Queue()
     args = (path, mpp_x, mpp, patch_px, shm.name if shm else None, ring_shape, tasks, results)
     procs = [ctx.Process(target=_worker, args=args, daemon=True) for _ in range(workers)]

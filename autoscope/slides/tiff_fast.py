@@ -21,6 +21,21 @@ PHOTOMETRIC_RGB = 2  # Aperio writes RGB components in the JPEG stream (no colou
 PHOTOMETRIC_YCBCR = 6  # the usual JPEG-in-TIFF: YCbCr 4:2:0 or 4:4:4
 JCS_RGB = 2  # libjpeg J_COLOR_SPACE values, as imagecodecs passes them through
 JCS_YCBCR = 3
+ALIGN_OFFSET = 16  # decode targets start this far past a 64-byte boundary (see empty_rgb)
+
+
+def empty_rgb(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised uint8 array whose data start 16 bytes past a 64-byte boundary.
+
+    libjpeg-turbo's colour conversion wrote into 32-byte aligned outputs about 30 % slower than
+    into outputs 8-24 bytes off that alignment (measured on this project's machines: the output
+    rows alias the decoder's own aligned row buffers). malloc's large blocks happen to sit at
+    page + 16; this makes it so for every decode target instead of leaving it to chance.
+    """
+    n = int(np.prod(shape))
+    raw = np.empty(n + 64, np.uint8)
+    off = (ALIGN_OFFSET - raw.ctypes.data) % 64
+    return raw[off : off + n].reshape(shape)
 
 
 def page_is_supported(page: Any) -> bool:
@@ -107,7 +122,7 @@ class JpegTileLevel:
         n = self.counts[i]
         shape = (self.tile_h, self.tile_w, 3)
         if out is None:
-            out = np.empty(shape, np.uint8)
+            out = empty_rgb(shape)
         if n == 0:  # a sparse (never written) tile: OpenSlide shows it as background
             out[...] = 255
             return out

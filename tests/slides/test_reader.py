@@ -192,3 +192,16 @@ def test_user_errors(tmp_path: Path, synth_slide) -> None:
         reader.read_patch(0, 0, 0.5, 64)
     with open_reader(nompp.path, mpp_x=0.5) as reader:
         assert reader.best_level(0.5) == (0, 1.0)
+
+
+def test_decode_targets_are_placed_off_32_byte_alignment(synth_slide) -> None:
+    from autoscope.slides.tiff_fast import ALIGN_OFFSET, empty_rgb
+
+    for shape in [(256, 256, 3), (4, 224, 224, 3), (1, 1, 3)]:
+        arr = empty_rgb(shape)
+        assert arr.shape == shape and arr.dtype == np.uint8
+        assert arr.flags.c_contiguous and arr.flags.writeable
+        assert arr.ctypes.data % 64 == ALIGN_OFFSET
+    with open_reader(synth_slide.path) as reader:
+        tile = reader.read_region(256, 256, 0, 256, 256)  # decoded straight into the result
+        assert tile.ctypes.data % 64 == ALIGN_OFFSET
