@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
+
+if TYPE_CHECKING:
+    from autoscope.models.classifier import PatchClassifier
+    from autoscope.models.module import PatchClassifierModule
 
 
 def dataset_dir(cfg: Any) -> Path:
@@ -14,12 +18,10 @@ def dataset_dir(cfg: Any) -> Path:
     Raises:
         UserError: no dataset chosen, or its folder has no manifest.
     """
-    name = cfg.get("dataset", {}).get("name") if cfg.get("dataset") is not None else None
-    if not name:
-        raise UserError("no dataset chosen: set `dataset=<name>` in the recipe or as an override")
     from autoscope.datasets.store import dataset_dir as store_dir
 
-    path = Path(store_dir(cfg))
+    name = (cfg.get("dataset") or {}).get("name")
+    path = Path(store_dir(cfg))  # UserError when no dataset is chosen
     if not (path / "manifest.parquet").is_file():
         raise UserError(
             f"dataset '{name}' not built: {path}/manifest.parquet is missing "
@@ -49,7 +51,7 @@ def precision(cfg_precision: str) -> str:
     return "32-true"
 
 
-def build_classifier(cfg: Any, num_classes: int):  # noqa: ANN201 - PatchClassifier
+def build_classifier(cfg: Any, num_classes: int) -> PatchClassifier:
     """The PatchClassifier of `cfg.model`, with `model.pretrained` weights loaded if set."""
     from autoscope.models.classifier import PatchClassifier
     from autoscope.models.zoo import load_pretrained, resolve_pretrained
@@ -63,7 +65,7 @@ def build_classifier(cfg: Any, num_classes: int):  # noqa: ANN201 - PatchClassif
     return model
 
 
-def build_module(cfg: Any, model: Any, class_counts: list[int]):  # noqa: ANN201
+def build_module(cfg: Any, model: Any, class_counts: list[int]) -> PatchClassifierModule:
     """The LightningModule: loss (fitted to the class counts), optimiser and scheduler partials."""
     from hydra.utils import instantiate
 
@@ -108,7 +110,7 @@ def build_trainer(cfg: Any, logger: Any, ckpt_dir: Path, extra_callbacks: list) 
         precision=precision(str(t.precision)),
         max_epochs=int(t.max_epochs),
         max_time=max_time,
-        deterministic=bool(t.deterministic),
+        deterministic=t.deterministic,
         check_val_every_n_epoch=int(t.val_every_epochs),
         log_every_n_steps=int(t.log_every_n_steps),
         logger=logger,
