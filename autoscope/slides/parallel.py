@@ -57,8 +57,17 @@ def _worker(
     except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
         results.put((-1, -1, (type(err).__name__, str(err))))
         return
+    parent = mp.parent_process()
     try:
-        while (task := tasks.get()) is not None:
+        while True:
+            try:
+                task = tasks.get(timeout=POLL_S)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    break  # the parent was killed: no sentinel will come
+                continue
+            if task is None:
+                break
             idx, slot, chunk = task
             try:
                 if shm is not None:

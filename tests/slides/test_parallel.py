@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,36 @@ def test_workers_do_not_rerun_the_main_script(tmp_path: Path, synth_slide) -> No
     )
     subprocess.run([sys.executable, str(script)], check=True, timeout=120)
     assert marker.read_text() == "ran\n"
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path: Path, synth_slide) -> None:
+    """No orphan readers: workers notice a SIGKILLed parent and exit."""
+    pids = tmp_path / "pids.txt"
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import multiprocessing as mp, os, signal\n"
+        "from autoscope.slides.parallel import iter_batches\n"
+        "if __name__ == '__main__':\n"
+        f"    it = iter_batches({str(synth_slide.path)!r}, [[0, 0]] * 40, 0.5, 64, 1, 2, 2)\n"
+        "    next(it)\n"
+        f"    open({str(pids)!r}, 'w').write(' '.join(str(p.pid) for p in mp.active_children()))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], timeout=120, capture_output=True)
+    assert proc.returncode == -9
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not any(alive(p) for p in workers)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.is_file() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
