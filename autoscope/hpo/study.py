@@ -105,7 +105,10 @@ def open_study(cfg: Any) -> Any:
         )
 
 
-def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 3) -> Any:
+_RACES = ("IntegrityError", "already exists", "database is locked")  # tables made by another worker
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 5) -> Any:
     """Open the RDB storage; retried, since workers started together race to create its tables."""
     import optuna
 
@@ -113,8 +116,8 @@ def _rdb_storage(url: str, kwargs: dict[str, Any], tries: int = 3) -> Any:
         try:
             return optuna.storages.RDBStorage(url, **kwargs)
         except Exception as e:  # a driver missing, a server down, a bad URL, a creation race
-            if attempt + 1 < tries and "IntegrityError" in repr(e) + str(e):
-                time.sleep(1.0 + attempt)
+            if attempt + 1 < tries and any(r in repr(e) + str(e) for r in _RACES):
+                time.sleep(0.5 + attempt)
                 continue
             why = str(e).splitlines()[0].replace(url, masked(url)) if str(e) else type(e).__name__
             raise UserError(f"hpo.storage '{masked(url)}': cannot open ({why})") from None
