@@ -69,12 +69,8 @@ RATIOS = {  # ratio name: (numerator mode, denominator mode), medians of per-rep
     "svs_aligned_vs_limit": ("svs_aligned", "svs_limit"),
     "svs_aligned_vs_openslide": ("svs_aligned", "svs_openslide"),
 }
-CPU_RATIOS = (
-    "aligned_vs_limit",
-    "unaligned_vs_aligned",
-    "aligned_vs_openslide",
-    "fallback_vs_openslide",
-)
+CPU_RATIOS = ("aligned_vs_limit", "unaligned_vs_aligned", "aligned_vs_openslide")
+CPU_RATIOS += ("fallback_vs_openslide",)  # the single-process modes
 
 
 def build_slide(preset: str, subsampling: str):
@@ -90,15 +86,8 @@ def build_slide(preset: str, subsampling: str):
         truth = np.asarray(Image.open(mask_path))
         return SynthSlide(path, mask_path, path.with_suffix(".geojson"), truth, 16, side, side)
     print(f"generating {path.name} ({side} x {side} px) ...", flush=True)
-    return make_synthetic_slide(
-        path,
-        seed=0,
-        width_px=side,
-        height_px=side,
-        tile_px=TILE_PX,
-        subsampling=subsampling,
-        mask_downsample=16,
-    )
+    kw = {"seed": 0, "tile_px": TILE_PX, "subsampling": subsampling, "mask_downsample": 16}
+    return make_synthetic_slide(path, width_px=side, height_px=side, **kw)
 
 
 def window_coords(side: int, window: int, patch_px: int) -> np.ndarray:
@@ -155,6 +144,7 @@ def make_modes(
     rate (after the first batch, i.e. without process start-up)."""
     from autoscope.slides.parallel import iter_batches
     from autoscope.slides.reader import open_reader
+    from autoscope.slides.samplers import grid
 
     modes, reader = base_modes(path, aligned)
     slow = open_reader(path, backend="openslide")
@@ -176,16 +166,10 @@ def make_modes(
     def workers(transport: str) -> Callable[[], int]:
         def run() -> int:
             n, n_first, t_first = 0, 0, 0.0
-            for batch, _ in iter_batches(
-                path,
-                aligned,
-                reader.mpp,
-                TILE_PX,
-                batch_size=32,
-                workers=2,
-                queue_depth=4,
-                transport=transport,
-            ):
+            batches = iter_batches(
+                path, aligned, reader.mpp, TILE_PX, 32, 2, 4, transport=transport
+            )
+            for batch, _ in batches:
                 if n == 0:
                     t_first, n_first = time.perf_counter(), len(batch)
                 n += len(batch)
@@ -194,20 +178,12 @@ def make_modes(
 
         return run
 
-    modes.update(
-        unaligned=run_unaligned,
-        fallback=run_fallback,
-        workers2=workers("shm"),
-        workers2_pickle=workers("pickle"),
-    )
+    modes.update(unaligned=run_unaligned, fallback=run_fallback)
+    modes.update(workers2=workers("shm"), workers2_pickle=workers("pickle"))
     if SVS.is_file():
-        with open_reader(SVS) as svs:
-            w, h = svs.level_dimensions[0]
-            tw, th = svs.fast_levels[0].tile_w, svs.fast_levels[0].tile_h
-        svs_tiles = np.array(
-            [(x, y) for y in range(0, h - th + 1, th) for x in range(0, w - tw + 1, tw)], np.int64
-        )
-        modes.update(base_modes(str(SVS), svs_tiles, "svs_")[0])
+        with open_reader(SVS) as svs:  # every whole stored tile (square, 240 px)
+            (w, h), tile = svs.level_dimensions[0], svs.fast_levels[0].tile_w
+        modes.update(base_modes(str(SVS), grid(w, h, tile, tile), "svs_")[0])
     return modes, steady
 
 
