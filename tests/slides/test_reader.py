@@ -205,3 +205,45 @@ def test_decode_targets_are_placed_off_32_byte_alignment(synth_slide) -> None:
     with open_reader(synth_slide.path) as reader:
         tile = reader.read_region(256, 256, 0, 256, 256)  # decoded straight into the result
         assert tile.ctypes.data % 64 == ALIGN_OFFSET
+
+
+def test_self_check_turns_a_wrong_fast_path_off(
+    monkeypatch: pytest.MonkeyPatch, synth_slide
+) -> None:
+    """Should the fast path ever decode differently from OpenSlide, the reader uses OpenSlide."""
+    from autoscope.slides import tiff_fast
+
+    monkeypatch.setattr(tiff_fast, "JCS_YCBCR", tiff_fast.JCS_RGB)  # a wrong colour convention
+    with open_reader(synth_slide.path) as reader:
+        assert all(f is None for f in reader.fast_levels)
+        got = reader.read_region(512, 512, 0, 100, 80)
+        assert max_diff(got, openslide_rgb(synth_slide.path, 512, 512, 0, 100, 80)) == 0
+
+
+def test_near_integer_downsample_maps_to_nearest_pixel(tmp_path: Path) -> None:
+    """Odd level sizes give downsamples like 3.995; level-0 points map to the nearest pixel."""
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 255, (1003, 2601, 3), dtype=np.uint8)
+    path = tmp_path / "odd.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for lvl, step in enumerate((1, 4)):
+            tw.write(
+                img[::step, ::step],
+                tile=(128, 128),
+                photometric="rgb",
+                compression="jpeg",
+                subfiletype=lvl,
+                resolution=(2e4, 2e4),
+                resolutionunit="CENTIMETER",
+            )
+    with open_reader(path) as reader:
+        ds = reader.level_downsamples[1]
+        assert ds != 4.0 and abs(ds - 4.0) < 0.01
+        fast = reader.fast_levels[1]
+        for x0 in (4, 600, 2400):  # 2400 / ds = 600.6: OpenSlide's geometry, not 2400 / 4
+            k = int(np.floor(x0 / ds + 0.5))
+            assert (reader.read_region(x0, 0, 1, 32, 16) == fast.read(k, 0, 32, 16)).all()
+        # OpenSlide blends around 600.6: the nearest pixel (601) is closer than floor's (600)
+        ref = openslide_rgb(path, 2400, 0, 1, 64, 16).astype(np.float64)
+        err = {k: np.abs(fast.read(k, 0, 64, 16) - ref).mean() for k in (600, 601)}
+        assert err[601] < err[600]
