@@ -42,6 +42,9 @@ ARGB_RAW_MODE = "BGRX" if sys.byteorder == "little" else "XRGB"  # native uint32
 class TileReader:
     """A slide handle that reads RGB uint8 regions, patches and thumbnails.
 
+    Not thread-safe (one tile cache, one OpenSlide handle): use one reader per thread or process,
+    as :func:`autoscope.slides.parallel.iter_batches` does.
+
     Args:
         path: The slide file.
         mpp_x: Level-0 microns per pixel, overriding the file's (None: from the file).
