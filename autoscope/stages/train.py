@@ -99,14 +99,15 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-        test = trainer.test(module, datamodule=dm, verbose=False)[0]
+        has_test = len(dm.splits["test"][1]) > 0  # a dataset without a test split still trains
+        test = trainer.test(module, datamodule=dm, verbose=False)[0] if has_test else {}
         seen = trainer.global_step * int(cfg.trainer.batch_size)
         metrics = {**val, **test, "fit_seconds": fit_s, "train_patches_per_s": seen / fit_s}
         metrics["epochs"] = float(trainer.current_epoch)
         mpp = build.dataset_mpp(ddir, dm.patch_px, cfg.project.get("target_mpp"))
         spec = make_spec(cfg.model, list(cfg.project.classes), mpp, dm.patch_px)
         files = list(artifacts.save_model(run_dir, model, spec))
-        if cfg.logger.log_pictures:
+        if cfg.logger.log_pictures and has_test:
             per_class, pics = artifacts.test_report(
                 module,
                 dm.splits["test"][0],
