@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/infer.py
 
 bench-full: $(STAMP)
-	$(BIN)/python benchmarks/tiles.py --preset full
+	$(BIN)/python benchmarks/tiles.py --preset full --out outputs/bench/tiles_full.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoscope tests benchmarks
