@@ -33,3 +33,6 @@ bench-full: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check autoscope tests benchmarks
+
+clean-demo:
+	rm -rf data/demo outputs/demo outputs/_state dvc.lock .dvc/cache
