@@ -87,8 +87,10 @@ def resolve_pretrained(ref: str, zoo_dir: str | Path, outputs_dir: str | Path) -
         name = ref[4:]
         entries = {e["name"]: e for e in zoo_entries(zoo_dir) + archived_entries(outputs_dir)}
         if name not in entries:
-            known = ", ".join(sorted(entries)) or "none (the zoo is empty)"
-            raise UserError(f"model.pretrained: no zoo entry '{name}' in {zoo_dir} ({known})")
+            known = ", ".join(sorted(entries)) or "none: the zoo is empty"
+            raise UserError(
+                f"model.pretrained: no zoo entry '{name}' in {zoo_dir} (known: {known})"
+            )
         path = Path(entries[name]["weights"])
     else:
         path = Path(ref).expanduser()

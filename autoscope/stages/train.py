@@ -58,6 +58,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         torch.set_num_threads(int(cfg.trainer.threads))
     ddir = build.dataset_dir(cfg)
     names = [str(c.name) for c in cfg.project.classes]
+    model = build.build_classifier(cfg, len(names))  # before loading data: bad weights fail fast
     dm = PatchDataModule(
         ddir,
         batch_size=int(cfg.trainer.batch_size),
@@ -70,7 +71,6 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         num_classes=len(names),
     )
     dm.setup()
-    model = build.build_classifier(cfg, len(names))
     module = build.build_module(cfg, model, dm.class_counts())
     run_name = cfg.logger.get("run_name") or (
         f"{cfg.model.name}-{cfg.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
