@@ -8,6 +8,7 @@ per-tile probabilities are kept.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from autoscope.errors import UserError
 from autoscope.infer.batching import pick_device, prepare_model, run_model
+from autoscope.infer.cuda_feed import device_batches, run_model_cuda
+from autoscope.infer.gpu_decode import open_gpu_source
 from autoscope.infer.source import (
     SlideError,
     check_resolution,
@@ -29,6 +33,9 @@ from autoscope.infer.source import (
 __all__ = ["Prediction", "SlideError", "infer_slide", "pick_device", "predict_slide", "run_model"]
 
 THUMBNAIL_PX = 1024  # longest side of the picture under the heatmap PNG and overview
+DECODE_MODES = ("auto", "cpu", "gpu")  # where JPEG tiles are decoded (see `predict_slide`)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Prediction:
     thumb_downsample: float  # level-0 px per thumbnail px
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    decode: str = "cpu"  # where the tiles were decoded: cpu (reader processes) or the device
+    decode_note: str = ""  # why the device decoder was not used, if it was wanted
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -76,16 +85,23 @@ def predict_slide(
     amp: bool = True,
     profile: bool = False,
     coords: np.ndarray | None = None,
+    decode: str = "auto",
 ) -> Prediction:
     """Predict every tissue tile of one slide (no files written). See `infer_slide` for arguments.
 
     `coords` (level-0 top-left corners) replaces the tissue grid when given (benchmarks).
+    `decode`: `cpu` reads tiles in reader processes; `gpu` decodes the stored JPEG tiles on the
+    model's device (`autoscope.infer.gpu_decode`; on a CPU device with the same code, which the
+    tests use); `auto` is `gpu` on CUDA, else `cpu`. A slide the device decoder cannot read as
+    the reader does (resampling, not JPEG tiles, other colours) falls back to `cpu`.
 
     Raises:
         SlideError: the slide cannot be opened or its resolution does not fit the model.
     """
     path = str(slide_path)
     stride_px = stride_px or patch_px
+    if decode not in DECODE_MODES:
+        raise UserError(f"infer.decode: {decode!r} is not one of {', '.join(DECODE_MODES)}")
     t0 = time.perf_counter()
     reader = open_slide(path, mpp_x)
     try:
@@ -112,19 +128,34 @@ def predict_slide(
     t1 = time.perf_counter()
     dev = pick_device(device)
     model = prepare_model(model, dev)
+    src, note = None, ""
+    if len(grid) and (decode == "gpu" or (decode == "auto" and dev.type == "cuda")):
+        src, note = open_gpu_source(
+            path, mpp=mpp, patch_px=patch_px, device=dev, mpp_x=mpp_x, probe=grid
+        )
+        if src is None:
+            log.info("%s: device JPEG decode not used (%s); CPU readers", path, note)
     bar = _progress(len(grid), Path(path).name, progress)
     try:
-        batches = iter_tiles(
-            path,
-            grid,
-            mpp=mpp,
-            patch_px=patch_px,
-            batch_size=batch_size,
-            workers=workers,
-            queue_depth=queue_depth or max(2, 2 * workers),
-            mpp_x=mpp_x,
-        )
-        out_coords, probs, stats = run_model(
+        if src is not None:
+            chunks = (grid[i : i + batch_size] for i in range(0, len(grid), batch_size))
+            if dev.type == "cuda":
+                batches: Any = device_batches(src.batch, chunks, dev)
+            else:
+                batches = ((src.batch(c), c) for c in chunks)
+        else:
+            batches = iter_tiles(
+                path,
+                grid,
+                mpp=mpp,
+                patch_px=patch_px,
+                batch_size=batch_size,
+                workers=workers,
+                queue_depth=queue_depth or max(2, 2 * workers),
+                mpp_x=mpp_x,
+            )
+        run = run_model_cuda if dev.type == "cuda" else run_model
+        out_coords, probs, stats = run(
             model, batches, device=dev, amp=amp, profile=profile, bar=bar
         )
     except SlideError:
@@ -134,7 +165,15 @@ def predict_slide(
     finally:
         if bar is not None:
             bar.close()
+        if src is not None:
+            stats_dec = {
+                "tiles_decoded": float(src.decoded),
+                "fallback_batches": src.fallback_batches,
+            }
+            src.close()
     timings = {"open_tissue_s": t1 - t0, **stats, "total_s": time.perf_counter() - t0}
+    if src is not None:
+        timings.update(stats_dec)
     return Prediction(
         slide_path=path,
         coords=out_coords,
@@ -147,6 +186,8 @@ def predict_slide(
         thumb_downsample=thumb_ds,
         timings=timings,
         device=str(dev),
+        decode="cpu" if src is None else "device",
+        decode_note=note,
     )
 
 
@@ -169,6 +210,7 @@ def infer_slide(
     min_tissue: float = 0.1,
     model_info: dict[str, Any] | None = None,
     name: str | None = None,
+    decode: str = "auto",
 ) -> dict[str, Any]:
     """Run `model` over the tissue of one slide and write its outputs atomically.
 
@@ -187,7 +229,7 @@ def infer_slide(
             of a tile that must be tissue.
         device: `auto`, `cpu`, `cuda`, `cuda:1`, ... mpp_x: MPP override for slides without one.
         progress: show a tqdm bar. model_info: recorded in the summary. name: output folder name
-            (default: the slide file stem).
+            (default: the slide file stem). decode: `auto`, `cpu` or `gpu` (see `predict_slide`).
 
     Returns:
         The summary dict (also written as `summary.json`).
@@ -209,6 +251,7 @@ def infer_slide(
         progress=progress,
         queue_depth=queue_depth,
         min_tissue=min_tissue,
+        decode=decode,
     )
     if len(pred.coords) == 0:  # no tissue: an empty but complete result
         pred.probs = np.zeros((0, len(classes)), np.float32)

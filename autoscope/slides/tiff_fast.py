@@ -22,6 +22,9 @@ PHOTOMETRIC_YCBCR = 6  # the usual JPEG-in-TIFF: YCbCr 4:2:0 or 4:4:4
 JCS_RGB = 2  # libjpeg J_COLOR_SPACE values, as imagecodecs passes them through
 JCS_YCBCR = 3
 ALIGN_OFFSET = 16  # decode targets start this far past a 64-byte boundary (see empty_rgb)
+# Adobe APP14 marker with transform 0: tells a JPEG decoder the 3 components are RGB, not YCbCr
+# (Aperio's RGB tiles carry no marker; libjpeg guesses YCbCr from their component ids)
+ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 
 
 def empty_rgb(shape: tuple[int, ...]) -> np.ndarray:
@@ -115,6 +118,20 @@ class JpegTileLevel:
         """The stored JPEG stream of tile (tx, ty) (without the shared tables)."""
         i = ty * self.tiles_x + tx
         return os.pread(self.fd, self.counts[i], self.offsets[i])
+
+    def jpeg_stream(self, tx: int, ty: int) -> bytes | None:
+        """Tile (tx, ty) as one self-contained JPEG file any decoder reads (None: sparse tile).
+
+        The shared JPEGTables (quantisation and Huffman tables) are merged in, and RGB tiles
+        get an Adobe marker that says so, so the result decodes to the same colours as
+        :meth:`decode_tile` (e.g. with ``torchvision.io.decode_jpeg`` on a GPU).
+        """
+        data = self.tile_bytes(tx, ty)
+        if not data:
+            return None
+        head = b"\xff\xd8" + (ADOBE_RGB if self.colorspace == JCS_RGB else b"")
+        tables = self.tables[2:-2] if self.tables else b""  # without their SOI and EOI markers
+        return head + tables + data[2:]
 
     def decode_tile(self, tx: int, ty: int, out: np.ndarray | None = None) -> np.ndarray:
         """Decode tile (tx, ty) to a (tile_h, tile_w, 3) uint8 array, into ``out`` if given."""
