@@ -63,6 +63,7 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(config_name=path.stem, overrides=ov)
         OmegaConf.resolve(cfg)
+        cfg.overrides = list(overrides or [])
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
         msg = " ".join(lines[:2]) if lines else type(e).__name__

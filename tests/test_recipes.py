@@ -12,3 +12,9 @@ def test_recipe_composes(recipe, tmp_path):
     assert cfg.paths.data.startswith(str(tmp_path))
     assert cfg.recipe == recipe
     assert [c.name for c in cfg.project.classes]
+
+
+def test_compose_records_user_overrides(tmp_path):
+    over = [f"paths.workspace={tmp_path}", "seed=7"]
+    cfg = compose("demo", over, stage="test")
+    assert list(cfg.overrides) == over and cfg.seed == 7
