@@ -4,8 +4,9 @@ For a JPEG-tiled TIFF level that the reader's fast path handles and that matches
 mpp (no resampling), the host only reads the stored tile bytes (``os.pread``, JPEG tables merged:
 :meth:`autoscope.slides.tiff_fast.JpegTileLevel.jpeg_stream`); the tiles are decoded in batches
 on the device (nvJPEG on CUDA, libjpeg on the CPU, where the tests run it), kept in a small
-LRU cache of device tensors (neighbouring patches share tiles, so each stored tile is decoded
-once per batch window), and the patches are cut on the device with one gather into the uint8
+cache of device tensors (neighbouring patches share tiles: a tile stays while one of the last
+``WINDOW_BATCHES`` batches used it, so along a row-major grid each stored tile is decoded about
+once), and the patches are cut on the device with one gather into the uint8
 ``[B, patch_px, patch_px, 3]`` batch the model takes. Pixels outside the level are white, like
 the reader's.
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 CHECK_MEAN_DIFF = 1.5  # mean abs difference (0-255) allowed vs the reader's patches
 CHECK_MAX_DIFF = 64  # max abs difference: chroma upsampling differs near sharp colour edges
 CHECK_PATCHES = 4  # patches compared at open time
-CACHE_TILES = 1024  # decoded tiles kept across batches at least (~200 MB at 256 px on a GPU)
+WINDOW_BATCHES = 3  # a decoded tile is kept until this many batches have not used it
 
 
 class GpuTileSource:
@@ -53,7 +54,8 @@ class GpuTileSource:
         self.patch_px = patch_px
         self.device = device
         self.tiles_y = math.ceil(self.fast.height / self.fast.tile_h)
-        self.cache: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self.cache: OrderedDict[tuple[int, int], tuple[Any, int]] = OrderedDict()  # tile, batch
+        self.batches = 0
         self.decoded = 0  # tiles decoded so far (cache misses)
         self.fallback_batches = 0  # batches read by the CPU reader after a decode error
         self._white: Any = None
@@ -93,14 +95,15 @@ class GpuTileSource:
         """``[len(keys) + 1, tile_h, tile_w, 3]``: the tiles (cached or decoded), then white."""
         import torch
 
+        self.batches += 1
         missing = [k for k in keys if k not in self.cache]
-        for k, t in zip(missing, self._decode(missing), strict=True):
-            self.cache[k] = t
+        decoded = dict(zip(missing, self._decode(missing), strict=True))
         tiles = []
         for k in keys:
-            self.cache.move_to_end(k)
-            tiles.append(self.cache[k])
-        while len(self.cache) > max(CACHE_TILES, 2 * len(keys)):
+            tile = decoded[k] if k in decoded else self.cache.pop(k)[0]
+            self.cache[k] = (tile, self.batches)  # most recently used last
+            tiles.append(tile)
+        while self.cache and next(iter(self.cache.values()))[1] <= self.batches - WINDOW_BATCHES:
             self.cache.popitem(last=False)
         return torch.stack([*tiles, self.white_tile()])
 

@@ -122,3 +122,25 @@ def test_resampling_falls_back_to_cpu_path(synth_slide):
 def test_unknown_decode_mode_is_a_user_error(synth_slide):
     with pytest.raises(UserError, match="infer.decode"):
         predict_slide(tiny_classifier(), synth_slide.path, mpp=2.0, patch_px=32, decode="nvjpeg")
+
+
+def test_tiles_are_decoded_once_per_window(synth):
+    from autoscope.infer.gpu_decode import WINDOW_BATCHES
+
+    path = str(synth.path)
+    with open_reader(path) as r:
+        mpp = r.mpp
+    src, _ = open_gpu_source(path, mpp=mpp, patch_px=128, device=CPU)
+    try:
+        a, b = np.array([[0, 0], [200, 200]]), np.array([[1024, 1024]])
+        src.patches(a)
+        first = src.decoded
+        assert first == 4  # the 2 x 2 tiles under (200..327)^2, the first patch's among them
+        src.patches(a)
+        assert src.decoded == first, "a tile used by the last batch is not decoded again"
+        for _ in range(WINDOW_BATCHES):
+            src.patches(b)
+        src.patches(a)
+        assert src.decoded == 2 * first + 1, "tiles unused for a whole window were dropped"
+    finally:
+        src.close()
