@@ -148,3 +148,11 @@ def test_hed_jitter_matches_colour_deconvolution(fixtures_dir: Path) -> None:
     ok = (raw >= 0).all(-1)  # scikit-image clips negative stain amounts; compare the others
     ref = hed2rgb(rgb2hed(rgb) * alpha[0].numpy())
     assert np.abs(ref - a[0].numpy() / 255.0)[ok].max() < 0.01
+
+
+def test_trainer_choices_compose(tmp_path: Path) -> None:
+    """Every conf/trainer choice composes; gpu differs from cpu_fast only where it says so."""
+    base = compose("demo", [f"paths.workspace={tmp_path}", "trainer=cpu_fast"]).trainer
+    gpu = compose("demo", [f"paths.workspace={tmp_path}", "trainer=gpu"]).trainer
+    assert set(base) == set(gpu)
+    assert gpu.accelerator == "gpu" and gpu.batch_size > base.batch_size
