@@ -67,8 +67,9 @@ def test_report(
             out_dir / "sample_predictions.png",
         )
     )
-    table = out_dir / "per_class.json"
-    table.write_text(json.dumps({"confusion_matrix": cm.tolist(), "classes": per}, indent=2))
+    table, tmp = out_dir / "per_class.json", out_dir / ".per_class.json.tmp"
+    tmp.write_text(json.dumps({"confusion_matrix": cm.tolist(), "classes": per}, indent=2))
+    tmp.replace(table)
     files.append(table)
     flat = {
         f"test/{m}/{metric_key(c)}": v
