@@ -77,6 +77,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         + (f"-t{trial.number}" if trial is not None else "")
     )
     client, run_id = tracking.start_run(cfg, run_name, _tags(cfg, ddir))
+    if trial is not None:  # lets the sweep nest pruned and failed trial runs under its study too
+        trial.set_user_attr("run_id", run_id)
     run_dir = Path(cfg.paths.outputs) / "train" / "runs" / run_id
     status = "FAILED"
     try:
