@@ -39,18 +39,21 @@ class _Staging:
         """(device tensor, event after its copy) for a uint8 host batch."""
         import torch
 
-        src = torch.from_numpy(np.ascontiguousarray(patches))
-        if not self.bufs or self.bufs[0][0].shape != src.shape[1:] or len(self.bufs[0]) < len(src):
+        n = len(patches)
+        if not self.bufs or self.bufs[0].shape[1:] != patches.shape[1:] or len(self.bufs[0]) < n:
+            shape = tuple(patches.shape)
             self.bufs = [
-                torch.empty(src.shape, dtype=torch.uint8).pin_memory() for _ in range(STAGING)
+                torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(STAGING)
             ]
             self.events = [None] * STAGING
         k = self.i % STAGING
         self.i += 1
         if self.events[k] is not None:
             self.events[k].synchronize()  # the copy that last read this buffer is done
-        buf = self.bufs[k][: len(src)]
-        buf.copy_(src)
+        buf = self.bufs[k][:n]
+        # one single-threaded memcpy: torch's parallel copy would wake the main process's
+        # intra-op threads, which then spin on the cores the reader processes need
+        np.copyto(buf.numpy(), patches, casting="no")
         with torch.cuda.stream(self.stream):
             xd = buf.to(self.device, non_blocking=True)
             ev = torch.cuda.Event()
