@@ -4,9 +4,9 @@ Host batches (uint8 numpy from the reader processes) are copied into a few pinne
 are reused in turn (no pinned allocation per batch) and sent with ``non_blocking`` copies on a
 side stream, so the copy of batch k+1 overlaps the model on batch k. Device batches (tiles
 decoded on the GPU, :mod:`autoscope.infer.gpu_decode`) are made by a producer thread on its own
-stream, ``depth`` batches ahead, so decoding overlaps the model too. The compute stream waits on
-an event per batch (never the host), and at most ``MAX_IN_FLIGHT`` model calls run ahead of the
-host; probabilities stay on the device until the end.
+high-priority stream, ``depth`` batches ahead, so decoding overlaps the model too. The compute
+stream waits on an event per batch (never the host), and at most ``MAX_IN_FLIGHT`` model calls
+run ahead of the host; probabilities stay on the device until the end.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class _Staging:
 
 
 def device_batches(
-    make: Any, chunks: Iterable[np.ndarray], device: Any, depth: int = 3
+    make: Any, chunks: Iterable[np.ndarray], device: Any, depth: int = 4
 ) -> Iterator[tuple[Any, np.ndarray]]:
     """``(make(chunk) on the device, chunk)`` produced by a thread on its own stream, in order.
 
@@ -71,7 +71,9 @@ def device_batches(
     """
     import torch
 
-    stream = torch.cuda.Stream(device)
+    # high priority: the few short kernels that cut patches are scheduled between the model's
+    # kernels instead of queueing behind them (the model is never starved of the next batch)
+    stream = torch.cuda.Stream(device, priority=-1)
 
     def job(chunk: np.ndarray) -> tuple[Any, Any]:
         with torch.cuda.stream(stream):

@@ -65,18 +65,23 @@ class GpuTileSource:
         import torch
         from torchvision.io import ImageReadMode, decode_jpeg
 
+        from autoscope.slides.tiff_fast import JCS_RGB
+
         f = self.fast
-        streams = [f.jpeg_stream(tx, ty) for tx, ty in keys]
+        streams = [f.jpeg_stream(tx, ty) for tx, ty in keys]  # stored bytes, tables merged
         data = [torch.frombuffer(bytearray(s), dtype=torch.uint8) for s in streams if s]
-        imgs = iter(decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device) if data else [])
+        # nvJPEG ignores the Adobe RGB marker; its unconverted planes are the RGB components
+        raw = f.colorspace == JCS_RGB and self.device.type == "cuda"
+        mode = ImageReadMode.UNCHANGED if raw else ImageReadMode.RGB
+        imgs = iter(decode_jpeg(data, mode=mode, device=self.device) if data else [])
         out = []
         for s in streams:
             img = next(imgs).permute(1, 2, 0) if s else None  # CHW -> HWC view
-            if img is None or img.shape[:2] != (f.tile_h, f.tile_w):  # sparse or odd frame size
+            if img is None or img.shape != (f.tile_h, f.tile_w, 3):  # sparse or odd frame
                 tile = self.white_tile().clone()
                 if img is not None:
                     h, w = min(img.shape[0], f.tile_h), min(img.shape[1], f.tile_w)
-                    tile[:h, :w] = img[:h, :w]
+                    tile[:h, :w] = img[:h, :w, :3]
                 img = tile
             out.append(img)
         self.decoded += len(keys)
@@ -129,26 +134,33 @@ class GpuTileSource:
         slot = slot.reshape(ids.shape) - int(uniq[0] < 0)  # slots of the kept tiles
         slot[~inside] = len(keys)  # the white tile after them
         tiles = self._tiles(keys)
-        dev = self.device
-        ar = torch.arange(p, device=dev)
-        cx = torch.as_tensor(lx, device=dev)[:, None] + ar  # [B, p] level columns
-        cy = torch.as_tensor(ly, device=dev)[:, None] + ar
-        tcol = (
-            torch.div(cx, f.tile_w, rounding_mode="floor")
-            - torch.as_tensor(tx0, device=dev)[:, None]
+        # per row and per column (small, on the host): tile row/column in the patch's tile
+        # window (nty/ntx: outside the level -> the white tile) and offset inside the tile
+        ar = np.arange(p)
+        cx, cy = lx[:, None] + ar, ly[:, None] + ar  # [B, p] level columns and rows
+        tcol = np.where((cx >= 0) & (cx < f.width), cx // f.tile_w - tx0[:, None], ntx)
+        trow = np.where((cy >= 0) & (cy < f.height), cy // f.tile_h - ty0[:, None], nty)
+        table = np.full((len(xy), nty + 1, ntx + 1), len(keys), np.int64)
+        table[:, :nty, :ntx] = slot
+        packed = np.concatenate(
+            [
+                table.ravel(),
+                tcol.ravel(),
+                cx.ravel() % f.tile_w,
+                trow.ravel(),
+                cy.ravel() % f.tile_h,
+            ]
         )
-        trow = (
-            torch.div(cy, f.tile_h, rounding_mode="floor")
-            - torch.as_tensor(ty0, device=dev)[:, None]
-        )
-        slot_t = torch.as_tensor(slot, device=dev)
-        b = torch.arange(len(xy), device=dev)[:, None, None]
-        k = slot_t[b, trow[:, :, None], tcol[:, None, :]]  # [B, p, p] tile slot of each pixel
-        outside = ~(
-            ((cy >= 0) & (cy < f.height))[:, :, None] & ((cx >= 0) & (cx < f.width))[:, None]
-        )
-        k = torch.where(outside, len(keys), k)
-        flat = (k * f.tile_h + (cy % f.tile_h)[:, :, None]) * f.tile_w + (cx % f.tile_w)[:, None]
+        host = torch.from_numpy(packed)
+        if self.device.type == "cuda":  # one asynchronous copy instead of one sync per array
+            host = host.pin_memory()
+        dev = host.to(self.device, non_blocking=True)
+        n_tab, n_b = table.size, len(xy)
+        tcol_d, xx_d, trow_d, yy_d = dev[n_tab:].view(4, n_b, p)
+        table_d = dev[:n_tab].view(table.shape)
+        b = torch.arange(n_b, device=self.device)[:, None, None]
+        k = table_d[b, trow_d[:, :, None], tcol_d[:, None, :]]  # [B, p, p] tile of each pixel
+        flat = (k * f.tile_h + yy_d[:, :, None]) * f.tile_w + xx_d[:, None, :]
         return tiles.view(-1, 3)[flat]
 
     def reader_patches(self, coords: np.ndarray) -> np.ndarray:
