@@ -16,10 +16,16 @@ It asserts the engine's probabilities equal the naive loop's (max abs diff <= 1e
 tiles/s and the median ratios ``engine_vs_naive`` (target >= 2) and ``engine_vs_bound`` (engine
 over min(reader, model), target >= 0.8), and writes ``outputs/bench/infer.json``.
 
-CUDA mode measures the share of wall time the GPU spends in the model (CUDA events; target
->= 90 %) for a ResNet-50 (defined here: no torchvision) under bf16 autocast, plus model-only and
-reader-only throughput. It imports only the engine and its few dependencies (torch, numpy,
-openslide, tifffile/imagecodecs, PIL): no hydra, mlflow, bentoml, lightning or pandas. A GPU host
+CUDA mode (``--device cuda --arch resnet50 [--preset full] [--patch-px 224,256]``) measures, for
+a ResNet-50 (defined here) under bf16 autocast, both tile paths of the engine: ``cpu_decode``
+(reader processes, cores - 1 of them) and ``gpu_decode`` (stored JPEG tiles decoded by nvJPEG,
+patches cut on the GPU): tiles/s, the share of wall time the GPU spends in the model (CUDA events;
+``gpu_model_busy``, target >= 90 %) and ``engine_vs_bound`` against min(model-only, reader-only
+or decode-only); plus the device decoder's pixel differences from the reader on the Aperio
+fixture and synthetic 4:2:0/4:4:4 slides, and how far the two paths' probabilities differ.
+``--device cpu --arch resnet50 --tiles 64 --batch-size 16`` dry-runs the same code on the CPU.
+It imports only the engine and its few dependencies (torch, torchvision, numpy, openslide,
+tifffile/imagecodecs, PIL): no hydra, mlflow, bentoml, lightning or pandas. A GPU host
 without openslide-python, openslide-bin or imagecodecs takes their wheels (``pip download
 --no-deps --only-binary=:all: --python-version 3.12 ...``, then ``pip install --no-index --no-deps
 --target DIR`` there and ``PYTHONPATH=DIR``); the synthetic slide is generated there in seconds.
@@ -394,6 +400,8 @@ def _device_run(
             "note": pred.decode_note,
             "engine_tiles_per_s": len(coords) / t["predict_s"],
             "gpu_model_busy": t["model_busy_s"] / t["predict_s"],
+            "gpu_model_busy_after_first_batch": t["model_busy_s"]
+            / max(1e-9, t["predict_s"] - t["first_batch_s"]),
             "timings": {**t, "wall_s": wall},
         }
         print(f"  {decode}-decode engine: {res[f'{decode}_decode']}", flush=True)

@@ -28,8 +28,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# nvJPEG on an H200 vs libjpeg-turbo (measured): YCbCr 4:4:4 equal, 4:2:0 max 37 / mean 0.30
+# (chroma upsampling near sharp colour edges); Aperio RGB tiles read as YCbCr: mean 45
 CHECK_MEAN_DIFF = 1.5  # mean abs difference (0-255) allowed vs the reader's patches
-CHECK_MAX_DIFF = 64  # max abs difference: chroma upsampling differs near sharp colour edges
+CHECK_MAX_DIFF = 64  # max abs difference
 CHECK_PATCHES = 4  # patches compared at open time
 WINDOW_BATCHES = 3  # a decoded tile is kept until this many batches have not used it
 
