@@ -114,7 +114,9 @@ def run_model_cuda(
     """
     import torch
 
-    compute = torch.cuda.current_stream(device)
+    # a stream of its own, not the legacy default stream: a library call that synchronises the
+    # default stream (a plain cudaMemcpy, say, in a decoder) must not wait for queued model calls
+    compute = torch.cuda.Stream(device)
     staging = _Staging(device)
     coords_all: list[np.ndarray] = []
     probs_all: list[Any] = []
@@ -122,7 +124,7 @@ def run_model_cuda(
     events: list[tuple[Any, Any]] = []
     first_s = None
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.cuda.stream(compute):
         for item in batches:
             first_s = time.perf_counter() - t0 if first_s is None else first_s
             if len(item) == 3:
