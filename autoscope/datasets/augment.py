@@ -1,25 +1,93 @@
-"""The training augmentation: dihedral flips/rotations and colour jitter on uint8 patch batches.
+"""The training augmentation, in two stages: a geometric gather and a photometric batch op.
 
-One function shared by training and `benchmarks/loader.py`, so the benchmark measures what
-training runs. On the CPU the flip/rot90 is folded into the uint8 -> float conversion (numpy
-views with negative strides: one pass); the colour jitter (brightness, contrast, saturation,
-per-channel gain) and the optional normalisation are folded into one 3x3 affine map per sample,
-applied with a single batched matrix product, then one clamp.
+1. **Loader (CPU, uint8).** `gather_dihedral` copies a batch of patches out of the in-memory or
+   memory-mapped shard into a uint8 `[B,H,W,3]` buffer, each patch written as one of its 8
+   flip/rot90 views in the same copy (no float conversion, no extra pass).
+2. **Photometric (the model's device).** `photometric` takes the uint8 batch where it lies (CPU or
+   GPU) and in one batched float pass applies HED stain jitter, brightness/contrast/saturation/
+   per-channel gain jitter and the mean/std normalisation: each a 3x3 affine map per sample (the
+   stain part in optical density, between one log and one exp), then one clamp.
+
+`augment_batch` is the two composed, for callers that hold a whole uint8 batch. All random draws
+come from CPU generators, so a seed gives the same result on any device.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
 
 GRAY = (0.299, 0.587, 0.114)  # luma weights used for the saturation jitter
+_LOG255 = float(np.log(255.0))
+
+
+def dihedral_codes(batch: int, generator: torch.Generator) -> torch.Tensor:
+    """One random view code per sample: `code % 4` quarter turns, then a W flip if `code >= 4`."""
+    import torch
+
+    return torch.randint(0, 8, (batch,), generator=generator)
+
+
+def _view(patch: np.ndarray, code: int) -> np.ndarray:
+    """The numpy view (no copy) of one `[H,W,C]` patch turned by `code`, like `_dihedral_u8`."""
+    v = np.rot90(patch, code % 4, axes=(0, 1))
+    return v[:, ::-1] if code >= 4 else v
+
+
+def gather_dihedral(
+    src: np.ndarray,
+    idx: np.ndarray,
+    codes: np.ndarray | None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gather `src[idx]` into `out`, writing patch `i` as its view `codes[i]` in the same copy.
+
+    Args:
+        src: uint8 `[N,H,W,3]` patches (an array or a memory-mapped shard), H == W when turned.
+        idx: int indices of the batch into `src`.
+        codes: view code per sample (see `dihedral_codes`), or None for a plain gather.
+        out: uint8 `[len(idx),H,W,3]` buffer to fill (allocated when None).
+
+    Each patch is one strided copy. Views that keep the row order (identity, vertical flip) copy
+    whole rows; the others reorder 3-byte pixels, copied as single `V3` items (about 3x faster
+    than byte-wise strides), with the two flips that keep the axes done by `torch.flip`.
+
+    Returns:
+        `out`.
+    """
+    import torch
+
+    src = np.asarray(src)  # a plain ndarray view of a np.memmap: no subclass overhead per item
+    if out is None:
+        out = np.empty((len(idx), *src.shape[1:]), dtype=src.dtype)
+    if codes is None:
+        np.take(src, idx, axis=0, out=out, mode="clip")  # "raise" buffers `out`
+        return out
+    px = src.reshape(*src.shape[:3], -1).view(f"V{src.shape[3] * src.itemsize}")[..., 0]
+    px_out = out.reshape(*out.shape[:3], -1).view(px.dtype)[..., 0]
+    with warnings.catch_warnings():  # a read-only shard: torch only reads it here
+        warnings.simplefilter("ignore", UserWarning)
+        t_src, t_out = torch.from_numpy(src), torch.from_numpy(out)
+    for i, (j, code) in enumerate(
+        zip(np.asarray(idx).tolist(), np.asarray(codes).tolist(), strict=True)
+    ):
+        if code in (0, 6):  # identity / vertical flip (rot180 + W flip): whole rows
+            out[i] = _view(src[j], code)
+        elif code in (2, 4):  # rot180 / W flip: torch's flip kernel beats strided items here
+            t_out[i] = torch.flip(t_src[j], (0, 1) if code == 2 else (1,))
+        else:  # the transposing views
+            px_out[i] = _view(px[j], code)
+    return out
 
 
 def _dihedral_u8(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Apply one of the 8 flips/rot90s per sample to a uint8 [B,H,W,3] batch (square patches)."""
+    """Apply one of the 8 flips/rot90s per sample to a uint8 [B,H,W,3] batch on any device."""
     import torch
 
     out = torch.empty_like(x)
@@ -35,27 +103,20 @@ def _dihedral_u8(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _planar_float(x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
-    """uint8 [B,H,W,3] -> float32 [B,3,H,W] (0..255), each sample turned by its dihedral code."""
-    import numpy as np
+def dihedral(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """A uint8 `[B,H,W,3]` batch, each sample turned by its code: `gather_dihedral` on the CPU."""
     import torch
 
-    b, h, w, _ = x.shape
-    out = torch.empty(b, 3, h, w, dtype=torch.float32, device=x.device)
     if x.device.type != "cpu":
-        src = x if codes is None else _dihedral_u8(x, codes)
-        return out.copy_(src.permute(0, 3, 1, 2))
-    xn, on = x.numpy(), out.numpy()
-    if codes is None:
-        on[...] = xn.transpose(0, 3, 1, 2)
-        return out
-    cn = codes.numpy()
-    for code in range(8):
-        sel = np.nonzero(cn == code)[0]
-        if len(sel):
-            view = np.rot90(xn[sel], code % 4, axes=(1, 2))
-            on[sel] = (view[:, :, ::-1] if code >= 4 else view).transpose(0, 3, 1, 2)
-    return out
+        return _dihedral_u8(x, codes.to(x.device))
+    out = gather_dihedral(x.numpy(), np.arange(len(x)), codes.numpy())
+    return torch.from_numpy(out)
+
+
+def _planar_float(x: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> float32 [B,3,H,W] (0..255), each sample turned by its dihedral code."""
+    src = x if codes is None else dihedral(x, codes)
+    return src.permute(0, 3, 1, 2).float().contiguous()
 
 
 def _colour_affine(
@@ -77,6 +138,60 @@ def _colour_affine(
     return a, o
 
 
+def photometric(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    hed_sigma: float = 0.0,
+    hed_bias: float = 0.0,
+    jitter: float = 0.1,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Stain and colour jitter plus normalisation of a uint8 batch, on the batch's device.
+
+    Args:
+        x: uint8 `[B,H,W,3]` (CPU or GPU).
+        generator: CPU generator of the per-sample factors (device-independent results).
+        hed_sigma: HED stain amounts scaled by U(1 +- hed_sigma) (`autoscope.models.stain`).
+        hed_bias: HED stain amounts shifted by U(+-hed_bias) OD units.
+        jitter: brightness, contrast, saturation and per-channel gain factors from
+            U(1 +- jitter); 0 disables the colour jitter.
+        mean: per-channel mean to subtract after scaling to [0, 1] (None: no normalisation).
+        std: per-channel std to divide by (with `mean`).
+
+    Returns:
+        float32 `[B,3,H,W]` in channels-last memory (what the classifier runs on), in [0, 1] or
+        normalised with mean/std.
+    """
+    import torch
+
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"photometric wants uint8 [B,H,W,3], got {x.dtype} {tuple(x.shape)}")
+    b, h, w, _ = x.shape
+    hed = hed_sigma > 0 or hed_bias > 0
+    if hed:
+        from autoscope.models.stain import hed_affine
+
+        m, c = hed_affine(b, generator, hed_sigma, hed_bias)
+        c = c + _LOG255 * m.sum(1)  # od = log 255 - log x: the constant folds into the shift
+    a, o = _colour_affine(b, jitter, generator)
+    lo, hi = torch.zeros(3), torch.ones(3)
+    if mean is not None and std is not None:
+        mu, s = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+        a, o, lo, hi = a / s.view(1, 3, 1), (o - mu) / s, (lo - mu) / s, (hi - mu) / s
+    dev = x.device
+    rows = x.reshape(b, h * w, 3).float()
+    if hed:  # rgb' = exp(-(od @ m + c)) with od = -log(x / 255), x >= 1 keeps od finite
+        rows = torch.baddbmm(c.to(dev).unsqueeze(1), rows.clamp_(min=1.0).log_(), m.to(dev).neg())
+        rows = rows.neg_().exp_().clamp_(max=1.0)
+    else:
+        a = a / 255.0
+    out = torch.baddbmm(o.to(dev).unsqueeze(1), rows, a.to(dev).transpose(1, 2))
+    out = torch.clamp(out, min=lo.to(dev), max=hi.to(dev))
+    return out.view(b, h, w, 3).permute(0, 3, 1, 2)
+
+
 def augment_batch(
     x: torch.Tensor,
     generator: torch.Generator,
@@ -85,41 +200,31 @@ def augment_batch(
     jitter: float = 0.1,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    hed_sigma: float = 0.0,
+    hed_bias: float = 0.0,
 ) -> torch.Tensor:
-    """Augment a uint8 batch and return floats ready for a model.
+    """The whole training augmentation of a uint8 batch: `dihedral` then `photometric`.
 
     Args:
-        x: uint8 tensor [B, H, W, 3] with H == W (patches from the shards).
+        x: uint8 tensor [B, H, W, 3] (patches from the shards), on any device.
         generator: torch.Generator that makes the augmentation reproducible.
-        geometric: apply a random one of the 8 flips/rot90s per sample.
-        jitter: strength of brightness, contrast, saturation and per-channel gain jitter
-            (each factor drawn from [1 - jitter, 1 + jitter]); 0 disables colour jitter.
+        geometric: apply a random one of the 8 flips/rot90s per sample (square patches).
+        jitter: colour jitter strength (see `photometric`); 0 disables it.
         mean: per-channel mean to subtract after scaling to [0, 1] (None: no normalisation).
         std: per-channel std to divide by (with `mean`).
-
-    Runs on the batch's device: move the uint8 batch to the GPU first and the augmentation runs
-    there (the random draws stay on the generator's CPU, so results do not depend on the device).
+        hed_sigma: HED stain jitter, relative (0: off).
+        hed_bias: HED stain jitter, absolute in OD units (0: off).
 
     Returns:
-        contiguous float32 tensor [B, 3, H, W] in [0, 1], or normalised with
-        mean/std when given.
+        contiguous float32 tensor [B, 3, H, W] in [0, 1], or normalised with mean/std.
     """
     import torch
 
     if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"augment_batch wants uint8 [B,H,W,3], got {x.dtype} {tuple(x.shape)}")
-    b, h, w, _ = x.shape
-    codes = torch.randint(0, 8, (b,), generator=generator) if geometric and h == w else None
-    planar = _planar_float(x, None if codes is None else codes.to(x.device))
-    a, o = _colour_affine(b, jitter, generator)
-    lo, hi = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
-    if mean is not None and std is not None:
-        m, s = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-        a, o = a / s.view(1, 3, 1), (o - m) / s
-        lo = [(0.0 - mi) / si for mi, si in zip(mean, std, strict=True)]
-        hi = [(1.0 - mi) / si for mi, si in zip(mean, std, strict=True)]
-    a, o = (a / 255.0).to(x.device), o.to(x.device)
-    out = torch.baddbmm(o.unsqueeze(2), a, planar.view(b, 3, h * w)).view(b, 3, h, w)
-    for c in range(3):
-        out[:, c].clamp_(lo[c], hi[c])
-    return out
+    if geometric and x.shape[1] == x.shape[2]:
+        x = dihedral(x, dihedral_codes(len(x), generator))
+    out = photometric(
+        x, generator, hed_sigma=hed_sigma, hed_bias=hed_bias, jitter=jitter, mean=mean, std=std
+    )
+    return out.contiguous()

@@ -1,7 +1,11 @@
 """Patch data for training: whole splits decoded once into memory, augmented per batch.
 
 The shards are read once (uint8, resized once to the model's `input_px` when it differs); every
-epoch only indexes the in-memory tensors and augments the batch on the fly.
+epoch only indexes the in-memory arrays. The augmentation runs in two stages
+(`autoscope.datasets.augment`): the training loader gathers each batch with its random
+flip/rot90 views in the same uint8 copy (`gather_dihedral`), and `PatchDataModule.photometric`
+(stain + colour jitter + normalisation, one batched float op) runs on the model's device, called
+from the start of `PatchClassifierModule.training_step`.
 """
 
 from __future__ import annotations
@@ -55,6 +59,38 @@ class _Batches(Dataset):
         return self.x.index_select(0, i), self.y.index_select(0, i)
 
 
+class _DihedralBatches(Dataset):
+    """Training batches: indices -> uint8 batch gathered with one random flip/rot90 per patch.
+
+    Each batch gets its own buffer (a reused one would be overwritten under a consumer that
+    holds batches, e.g. Lightning's one-batch prefetch; the allocator hands the same memory back,
+    so a fresh buffer measured no slower).
+
+    Args:
+        x: uint8 `[N,H,W,3]` patches (contiguous, in memory).
+        y: int64 `[N]` labels.
+        generator: draws the view codes (reproducible).
+        geometric: False delivers plain gathers.
+    """
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, geometric: bool
+    ) -> None:
+        self.x, self.y, self.generator = x.numpy(), y, generator
+        self.geometric = geometric and x.shape[1] == x.shape[2]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        from autoscope.datasets.augment import dihedral_codes, gather_dihedral
+
+        i = np.asarray(idx, dtype=np.int64)
+        codes = dihedral_codes(len(i), self.generator).numpy() if self.geometric else None
+        x = gather_dihedral(self.x, i, codes)
+        return torch.from_numpy(x), self.y.index_select(0, torch.from_numpy(i))
+
+
 class PatchDataModule(L.LightningDataModule):
     """Train/val/test splits of one patch dataset, held in memory as uint8 tensors.
 
@@ -64,8 +100,11 @@ class PatchDataModule(L.LightningDataModule):
         eval_batch_size: validation/test batch size.
         input_px: side the patches are resized to once at load (None keeps the dataset's).
         seed: seeds the shuffling and the augmentation (reproducible runs).
-        augment: `hed_sigma`/`hed_bias` (stain jitter, `autoscope.models.stain`) plus keyword
-            arguments of `autoscope.datasets.augment.augment_batch` (flips/rot90, colour jitter).
+        augment: `geometric` (a random flip/rot90 view per patch), `views_on` (`loader`: fused
+            into the training loader's gather, the default; `device`: drawn and applied with the
+            photometric stage, which keeps the loader a bare gather for a GPU's sake) plus
+            keyword arguments of `autoscope.datasets.augment.photometric` (`hed_sigma`,
+            `hed_bias`, `jitter`).
         mean: normalisation mean handed to the augmentation (its output is model-ready).
         std: normalisation std handed to the augmentation.
         num_classes: number of classes (for the class counts).
@@ -88,8 +127,10 @@ class PatchDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.input_px, self.seed = input_px, seed
         self.augment_kwargs = dict(augment)
-        self.hed_sigma = float(self.augment_kwargs.pop("hed_sigma", 0.0))
-        self.hed_bias = float(self.augment_kwargs.pop("hed_bias", 0.0))
+        self.geometric = bool(self.augment_kwargs.pop("geometric", True))
+        self.views_on = str(self.augment_kwargs.pop("views_on", "loader"))
+        if self.views_on not in ("loader", "device"):
+            raise UserError(f"trainer.augment.views_on: '{self.views_on}' is not loader|device")
         self.mean, self.std = list(mean), list(std)
         self.num_classes = num_classes
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -126,14 +167,17 @@ class PatchDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         x, y = self.splits[split]
+        data: Dataset = _Batches(x, y)
         if train:
             g = torch.Generator().manual_seed(self.seed)
             sampler = RandomSampler(range(len(y)), generator=g)
             drop = len(y) > self.batch_size
             batches = BatchSampler(sampler, self.batch_size, drop_last=drop)
+            views = torch.Generator().manual_seed(self.seed + 2)
+            data = _DihedralBatches(x, y, views, self.geometric and self.views_on == "loader")
         else:
             batches = BatchSampler(SequentialSampler(range(len(y))), self.eval_batch_size, False)
-        return DataLoader(_Batches(x, y), sampler=batches, batch_size=None, num_workers=0)
+        return DataLoader(data, sampler=batches, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -144,16 +188,17 @@ class PatchDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)
 
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment training batches (on the CPU, reproducibly); eval batches stay uint8."""
-        if self.trainer is None or not self.trainer.training:
-            return batch
-        from autoscope.datasets.augment import augment_batch
-        from autoscope.models.stain import hed_jitter
+    def photometric(self, x: torch.Tensor) -> torch.Tensor:
+        """Stain/colour jitter and normalisation of a uint8 training batch on its device.
+
+        With `views_on: device` the flip/rot90 views are drawn and applied here first.
+
+        Returns the model-ready float `[B,3,H,W]` (`autoscope.datasets.augment.photometric`).
+        """
+        from autoscope.datasets.augment import dihedral, dihedral_codes, photometric
 
         if self._aug_gen is None:
             self._aug_gen = torch.Generator().manual_seed(self.seed + 1)
-        x, y = batch
-        x = hed_jitter(x, self._aug_gen, self.hed_sigma, self.hed_bias)
-        x = augment_batch(x, self._aug_gen, mean=self.mean, std=self.std, **self.augment_kwargs)
-        return x, y
+        if self.geometric and self.views_on == "device" and x.shape[1] == x.shape[2]:
+            x = dihedral(x, dihedral_codes(len(x), self._aug_gen))
+        return photometric(x, self._aug_gen, mean=self.mean, std=self.std, **self.augment_kwargs)

@@ -37,6 +37,9 @@ class PatchClassifierModule(L.LightningModule):
             None; stepped every batch.
         num_classes: number of classes.
         tta: average the 8 flip/rot90 views at test time.
+        augment: the photometric stage of the training augmentation, `uint8 [B,H,W,3] ->
+            normalised float [B,3,H,W]`, run on the model's device at the start of each
+            training step; None takes the attached datamodule's `photometric` (if it has one).
     """
 
     def __init__(
@@ -47,11 +50,13 @@ class PatchClassifierModule(L.LightningModule):
         scheduler: Callable[..., object] | None,
         num_classes: int,
         tta: bool = False,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.model, self.loss = model, loss
         self.optimizer_fn, self.scheduler_fn = optimizer, scheduler
         self.num_classes, self.tta = num_classes, tta
+        self.augment = augment
         self.train_metrics = _metrics(num_classes, "train/")
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
@@ -63,9 +68,23 @@ class PatchClassifierModule(L.LightningModule):
         """Logits; uint8 input is normalised inside, float input must be normalised already."""
         return self.model(x, normalize=False)
 
+    def augment_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """The photometric stage on a uint8 training batch already on the model's device.
+
+        Runs at the start of `training_step` (after the transfer; outside autocast, so in
+        float32); a batch that is not uint8 or has no augmentation to take passes unchanged.
+        """
+        trainer = self._trainer
+        dm = trainer.datamodule if trainer is not None else None
+        augment = self.augment or getattr(dm, "photometric", None)
+        if augment is None or x.dtype != torch.uint8:
+            return x
+        with torch.autocast(x.device.type, enabled=False):
+            return augment(x)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self(self.augment_batch(x))
         loss = self.loss(logits, y)
         self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(y))

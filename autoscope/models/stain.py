@@ -15,10 +15,24 @@ HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
 _MIN = 1.0 / 255.0  # darkest intensity kept finite in OD space
 
 
+def hed_affine(
+    batch: int, generator: torch.Generator, sigma: float, bias: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random per-sample OD maps `OD' = OD @ m + c`: m `[B,3,3]`, c `[B,3]` (row vectors)."""
+    alpha = 1.0 + sigma * (2.0 * torch.rand(batch, 3, generator=generator) - 1.0)
+    beta = bias * (2.0 * torch.rand(batch, 3, generator=generator) - 1.0)
+    m = HED_FROM_RGB @ torch.diag_embed(alpha) @ RGB_FROM_HED  # [B,3,3]
+    c = (beta.unsqueeze(1) @ RGB_FROM_HED).squeeze(1)  # [B,3]
+    return m, c
+
+
 def hed_jitter(
     x: torch.Tensor, generator: torch.Generator, sigma: float = 0.05, bias: float = 0.02
 ) -> torch.Tensor:
     """Jitter the stains of a uint8 `[B,H,W,3]` batch; returns uint8 of the same shape.
+
+    Training fuses the same map into `autoscope.datasets.augment.photometric` (float output,
+    no rounding in between); this uint8 form is for looking at the jitter.
 
     Args:
         x: uint8 RGB patches.
@@ -29,10 +43,7 @@ def hed_jitter(
     if sigma <= 0 and bias <= 0:
         return x
     b, h, w, _ = x.shape
-    alpha = 1.0 + sigma * (2.0 * torch.rand(b, 3, generator=generator) - 1.0)
-    beta = bias * (2.0 * torch.rand(b, 3, generator=generator) - 1.0)
-    m = HED_FROM_RGB @ torch.diag_embed(alpha) @ RGB_FROM_HED  # [B,3,3]
-    c = (beta.unsqueeze(1) @ RGB_FROM_HED).squeeze(1)  # [B,3]
+    m, c = hed_affine(b, generator, sigma, bias)
     od = -torch.log(x.reshape(b, h * w, 3).float().div_(255.0).clamp_(min=_MIN))
     od = torch.baddbmm(c.unsqueeze(1), od, m)
     out = torch.exp_(od.neg_()).mul_(255.0).round_().clamp_(0, 255)
