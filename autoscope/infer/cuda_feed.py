@@ -64,16 +64,25 @@ class _Staging:
 
 def device_batches(
     make: Any, chunks: Iterable[np.ndarray], device: Any, depth: int = 4
-) -> Iterator[tuple[Any, np.ndarray]]:
-    """``(make(chunk) on the device, chunk)`` produced by a thread on its own stream, in order.
+) -> Iterator[tuple[Any, Any, np.ndarray]]:
+    """``(make(chunk) on the device, ready event, chunk)`` made by a thread, in order.
 
-    Each batch carries an event the compute stream waits on (see :func:`run_model_cuda`).
+    The thread works on its own stream, ``depth`` batches ahead; the compute stream waits on
+    each batch's event (see :func:`run_model_cuda`).
     """
     import torch
 
     # high priority: the few short kernels that cut patches are scheduled between the model's
     # kernels instead of queueing behind them (the model is never starved of the next batch)
     stream = torch.cuda.Stream(device, priority=-1)
+    stream.wait_stream(torch.cuda.current_stream(device))  # e.g. tiles of the open-time check
+    return _produce(make, chunks, stream, depth)
+
+
+def _produce(
+    make: Any, chunks: Iterable[np.ndarray], stream: Any, depth: int
+) -> Iterator[tuple[Any, Any, np.ndarray]]:
+    import torch
 
     def job(chunk: np.ndarray) -> tuple[Any, Any]:
         with torch.cuda.stream(stream):
@@ -117,6 +126,7 @@ def run_model_cuda(
     # a stream of its own, not the legacy default stream: a library call that synchronises the
     # default stream (a plain cudaMemcpy, say, in a decoder) must not wait for queued model calls
     compute = torch.cuda.Stream(device)
+    compute.wait_stream(torch.cuda.current_stream(device))  # e.g. the model's weights conversion
     staging = _Staging(device)
     coords_all: list[np.ndarray] = []
     probs_all: list[Any] = []
