@@ -50,6 +50,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "batch_size": int(ic.batch_size),
         "workers": int(ic.workers),
         "device": str(ic.device),
+        "decode": str(ic.decode),
         "progress": bool(ic.progress) and instances == 1,
         "min_tissue": float(ic.min_tissue),
         "queue_depth": _queue_depth(
