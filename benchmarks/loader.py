@@ -14,7 +14,8 @@ same kind of random batches of patch indices:
   the same flip/rot90 views -> the same uint8 batch;
 - ``limit`` (CPU): a bare read of the same stored bytes (the batch gathered from the shard, no
   augmentation): the ceiling of any loader of these shards (they are not compressed);
-- ``loader_read`` (CPU): the loader without the views (plain gather into its buffer);
+- ``loader_read`` (CPU): the loader without the views (plain gather), i.e. the loader with
+  ``trainer.augment.views_on=device`` (the views then turn the batch on the model's device);
 - ``full_aug`` (all on the CPU here): the loader plus the photometric stage
   (``autoscope.datasets.augment.photometric``: HED stain + colour jitter + normalisation ->
   float32), which training runs on the model's device (start of ``training_step``): on a GPU it
@@ -249,7 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
         "shards_* = the training loader (uint8 batches with the flip/rot90 views fused into the "
         "gather copy); limit = a bare gather of the same stored uint8 bytes; the photometric "
         "stage runs on the model's device in training (start of training_step), full_aug times "
-        "it on this CPU after the loader"
+        "it on this CPU after the loader. Reordering 3-byte pixels runs far below memory "
+        "speed in numpy/torch (see loader_by_view), so the fused views cap shards_vs_limit; "
+        "views_on=device (trainer.augment) keeps the loader a bare gather: loader_read_vs_limit"
     )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = a.out.with_suffix(".json.tmp")

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tinydata import make_tiny_dataset
 
 from autoscope.errors import UserError
 from autoscope.models import archs
 from autoscope.models.classifier import PatchClassifier
 from autoscope.models.data import PatchDataModule
 from autoscope.models.module import PatchClassifierModule
-from tests.models.tinydata import make_tiny_dataset
 
 AUG = {"hed_sigma": 0.05, "hed_bias": 0.02, "geometric": True, "jitter": 0.1}
 
