@@ -208,6 +208,7 @@ def cpu_main(args: argparse.Namespace) -> dict:
     """Naive loop vs engine vs its bound on the CPU, interleaved repetitions."""
     import torch
 
+    from autoscope.infer.batching import prepare_model
     from autoscope.infer.engine import pick_device, predict_slide
 
     path = build_slide(PRESETS[args.preset]["side_px"])
@@ -222,7 +223,8 @@ def cpu_main(args: argparse.Namespace) -> dict:
         flush=True,
     )
     reader_only(path, coords[: 4 * args.batch_size], mpp, patch_px, kw)  # warm-up: workers, cache
-    model_only(model, 2 * args.batch_size, patch_px, args.batch_size, dev)
+    ready = prepare_model(model, dev, patch_px)  # the bound uses the model exactly as the engine runs it
+    model_only(ready, 2 * args.batch_size, patch_px, args.batch_size, dev)
     pick = np.unique(np.linspace(0, n - 1, min(n, args.naive_tiles)).astype(int))
     counts = {"naive": len(pick), "engine": n, "reader": n, "model": n}
     times: dict[str, list[float]] = {k: [] for k in counts}
@@ -245,7 +247,7 @@ def cpu_main(args: argparse.Namespace) -> dict:
         times["engine"].append(t)
         times["reader"].append(timed(lambda: reader_only(path, coords, mpp, patch_px, kw))[1])
         times["model"].append(
-            timed(lambda: model_only(model, n, patch_px, kw["batch_size"], dev))[1]
+            timed(lambda: model_only(ready, n, patch_px, kw["batch_size"], dev))[1]
         )
         assert np.array_equal(pred.coords, coords), "engine changed the tile order"
         max_diff = max(max_diff, float(np.abs(pred.probs[pick] - ref).max()))

@@ -101,12 +101,29 @@ def run_model(
     return coords_np, probs_np, stats
 
 
-def prepare_model(model: Any, device: Any) -> Any:
-    """Move the model to `device` in eval mode (channels-last convolutions on CUDA)."""
+def prepare_model(model: Any, device: Any, patch_px: int | None = None) -> Any:
+    """Move the model to `device` in eval mode, ready for inference.
+
+    On CUDA: channels-last convolutions and cuDNN autotuning. On CPU, given `patch_px`: a frozen
+    TorchScript trace (batch norm folded into the convolutions, oneDNN-optimised), about 1.2x
+    faster for small CNNs and equal to the eager model within float rounding; any model that
+    does not trace stays eager.
+    """
     import torch
 
     model = model.eval().to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        model = model.to(memory_format=torch.channels_last)
-    return model
+        return model.to(memory_format=torch.channels_last)
+    if patch_px is None:
+        return model
+    example = torch.zeros((2, patch_px, patch_px, 3), dtype=torch.uint8)
+    try:
+        import warnings
+
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frozen = torch.jit.freeze(torch.jit.trace(model, example))
+            return torch.jit.optimize_for_inference(frozen)
+    except Exception:  # noqa: BLE001 - tracing is an optimisation, never a requirement
+        return model

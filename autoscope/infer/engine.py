@@ -127,7 +127,7 @@ def predict_slide(
     grid = grid if coords is None else np.asarray(coords, np.int64)
     t1 = time.perf_counter()
     dev = pick_device(device)
-    model = prepare_model(model, dev)
+    model = prepare_model(model, dev, patch_px)
     src, note = None, ""
     if len(grid) and (decode == "gpu" or (decode == "auto" and dev.type == "cuda")):
         src, note = open_gpu_source(

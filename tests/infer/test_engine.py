@@ -179,3 +179,29 @@ def test_slide_without_tissue_gives_empty_outputs(synth_slide, tmp_path):
     geo = json.loads((tmp_path / "synth_000" / "regions.geojson").read_text())
     assert geo["features"] == []
     assert openslide.OpenSlide(str(tmp_path / "synth_000" / "heatmap.tif")).level_count >= 2
+
+
+def test_cpu_model_is_prepared_for_inference_and_predicts_the_same():
+    import torch
+
+    from autoscope.infer.batching import prepare_model
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+
+    class U8(torch.nn.Module):  # uint8 NHWC in, like PatchClassifier
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x.permute(0, 3, 1, 2).float() / 255)
+
+    torch.manual_seed(0)
+    model = U8().eval()
+    ready = prepare_model(model, torch.device("cpu"), 16)
+    assert isinstance(ready, torch.jit.ScriptModule)
+    x = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    with torch.inference_mode():
+        assert torch.allclose(ready(x), model(x), atol=1e-5)
+    assert prepare_model(model, torch.device("cpu")) is model
