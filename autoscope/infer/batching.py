@@ -117,13 +117,23 @@ def prepare_model(model: Any, device: Any, patch_px: int | None = None) -> Any:
         return model.to(memory_format=torch.channels_last)
     if patch_px is None:
         return model
+    cache = model.__dict__.setdefault("_autoscope_frozen", {})  # one trace per model and size
+    if patch_px not in cache:
+        cache[patch_px] = _frozen(model, patch_px)
+    return cache[patch_px]
+
+
+def _frozen(model: Any, patch_px: int) -> Any:
+    """A frozen, inference-optimised TorchScript trace of `model` (the model itself if it fails)."""
+    import warnings
+
+    import torch
+
     example = torch.zeros((2, patch_px, patch_px, 3), dtype=torch.uint8)
     try:
-        import warnings
-
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            frozen = torch.jit.freeze(torch.jit.trace(model, example))
-            return torch.jit.optimize_for_inference(frozen)
+            traced = torch.jit.trace(model, example, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     except Exception:  # noqa: BLE001 - tracing is an optimisation, never a requirement
         return model
