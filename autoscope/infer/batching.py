@@ -1,15 +1,12 @@
-"""Model calls over prefetched uint8 batches: device choice, CUDA streaming, bf16 autocast."""
+"""Model calls over prefetched uint8 batches on the CPU: device choice, model preparation."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-
-MAX_IN_FLIGHT = 4  # CUDA batches queued ahead of the host before it waits (bounds pinned memory)
 
 
 def pick_device(device: str = "auto") -> Any:
@@ -25,74 +22,35 @@ def pick_device(device: str = "auto") -> Any:
     return torch.device("cpu")
 
 
-def _to_device(x: Any, device: Any, copy_stream: Any) -> Any:
-    """uint8 host batch -> device: pinned, copied on a side stream that overlaps the model."""
-    import torch
-
-    if copy_stream is None:
-        return x if device.type == "cpu" else x.to(device)
-    x = x.pin_memory()
-    with torch.cuda.stream(copy_stream):
-        xd = x.to(device, non_blocking=True)
-    compute = torch.cuda.current_stream(device)
-    compute.wait_stream(copy_stream)
-    xd.record_stream(compute)  # the caching allocator must not reuse it before the model ran
-    return xd
-
-
 def run_model(
     model: Any,
     batches: Iterable[tuple[np.ndarray, np.ndarray]],
     *,
     device: Any,
-    amp: bool = True,
-    profile: bool = False,
     bar: Any = None,
+    **_: Any,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Run `model` over uint8 NHWC batches; return coords, float32 probabilities and timings.
+    """Run `model` over uint8 NHWC batches on the CPU (or MPS); CUDA has `cuda_feed.run_model_cuda`.
 
-    On CUDA the uint8 tiles are pinned, copied with `non_blocking` on a side stream (overlapping
-    the previous batch's model call) and normalised on the device (inside the model), under bf16
-    autocast; at most `MAX_IN_FLIGHT` batches run ahead of the host, and probabilities stay on
-    the device until the end (no sync per batch). With `profile`, CUDA events around each model
-    call give `model_busy_s` (GPU time in the model); on the CPU it is the time in the model.
+    Returns coords, float32 probabilities and timings (`model_busy_s`: time in the model).
     """
     import torch
 
-    cuda = device.type == "cuda"
-    copy_stream = torch.cuda.Stream(device) if cuda else None
     coords_all: list[np.ndarray] = []
     probs_all: list[Any] = []
-    in_flight: deque = deque()
-    events: list[tuple[Any, Any]] = []
     model_s, first_s = 0.0, None
     t0 = time.perf_counter()
     with torch.inference_mode():
         for patches, coords in batches:
             first_s = time.perf_counter() - t0 if first_s is None else first_s
-            x = _to_device(torch.from_numpy(np.ascontiguousarray(patches)), device, copy_stream)
+            x = torch.from_numpy(np.ascontiguousarray(patches))
             t_m = time.perf_counter()
-            if profile and cuda:
-                events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(True)))
-                events[-1][0].record()
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda and amp):
-                probs = torch.softmax(model(x).float(), dim=1)
-            if cuda:
-                if profile:
-                    events[-1][1].record()
-                in_flight.append(torch.cuda.Event())
-                in_flight[-1].record()
-                if len(in_flight) > MAX_IN_FLIGHT:
-                    in_flight.popleft().synchronize()
-            else:
-                model_s += time.perf_counter() - t_m
+            probs = torch.softmax(model(x if device.type == "cpu" else x.to(device)).float(), dim=1)
+            model_s += time.perf_counter() - t_m
             probs_all.append(probs)
             coords_all.append(np.asarray(coords, np.int64))
             if bar is not None:
                 bar.update(len(coords))
-    if cuda:
-        torch.cuda.synchronize(device)
-        model_s = sum(s.elapsed_time(e) for s, e in events) / 1000.0
     wall = time.perf_counter() - t0
     n_cls = probs_all[0].shape[1] if probs_all else 0
     probs_np = torch.cat(probs_all).cpu().numpy() if probs_all else np.zeros((0, n_cls), np.float32)
