@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m autoscope.demo
 
 test: $(STAMP)
+	$(BIN)/ruff check autoscope tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)

@@ -15,21 +15,69 @@ _OVERRIDE = re.compile(r"^[+~]{0,2}[\w./@-]+=")  # a Hydra override: key=value, 
 # (stage, verb) -> (module:function, kind, one-line help). kind: "action" gets `run(cfg) -> dict`,
 # "view" gets `view(cfg, flags: list[str]) -> None`.
 STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("project", "create"): ("autoscope.stages.project:create", "action", "make the workspace and MLflow experiment"),
-    ("slides", "ingest"): ("autoscope.stages.slides:ingest", "action", "register WSIs: metadata, thumbnails, tissue masks"),
-    ("slides", "list"): ("autoscope.stages.slides:list_view", "view", "table of slides [--where EXPR] [--sort COL]"),
-    ("slides", "show"): ("autoscope.stages.slides:show_view", "view", "one slide: properties, thumbnail, datasets"),
-    ("dataset", "build"): ("autoscope.stages.dataset:build", "action", "cut annotated patches into a versioned dataset"),
+    ("project", "create"): (
+        "autoscope.stages.project:create",
+        "action",
+        "make the workspace and MLflow experiment",
+    ),
+    ("slides", "ingest"): (
+        "autoscope.stages.slides:ingest",
+        "action",
+        "register WSIs: metadata, thumbnails, tissue masks",
+    ),
+    ("slides", "list"): (
+        "autoscope.stages.slides:list_view",
+        "view",
+        "table of slides [--where EXPR] [--sort COL]",
+    ),
+    ("slides", "show"): (
+        "autoscope.stages.slides:show_view",
+        "view",
+        "one slide: properties, thumbnail, datasets",
+    ),
+    ("dataset", "build"): (
+        "autoscope.stages.dataset:build",
+        "action",
+        "cut annotated patches into a versioned dataset",
+    ),
     ("dataset", "list"): ("autoscope.stages.dataset:list_view", "view", "datasets of the project"),
-    ("dataset", "show"): ("autoscope.stages.dataset:show_view", "view", "one dataset: stats, splits, report"),
-    ("dataset", "diff"): ("autoscope.stages.dataset:diff_view", "view", "patches and class counts changed between two"),
-    ("train", ""): ("autoscope.stages.train:run", "action", "train a model; -m with hpo=<space> runs an Optuna sweep"),
+    ("dataset", "show"): (
+        "autoscope.stages.dataset:show_view",
+        "view",
+        "one dataset: stats, splits, report",
+    ),
+    ("dataset", "diff"): (
+        "autoscope.stages.dataset:diff_view",
+        "view",
+        "patches and class counts changed between two",
+    ),
+    ("train", ""): (
+        "autoscope.stages.train:run",
+        "action",
+        "train a model; -m with hpo=<space> runs an Optuna sweep",
+    ),
     ("runs", "list"): ("autoscope.stages.runs:list_view", "view", "tracked runs [--sort val/acc]"),
-    ("zoo", "list"): ("autoscope.stages.zoo:list_view", "view", "pretrained weights available locally"),
-    ("archive", ""): ("autoscope.stages.archive:run", "action", "review a run and store it with a model card"),
+    ("zoo", "list"): (
+        "autoscope.stages.zoo:list_view",
+        "view",
+        "pretrained weights available locally",
+    ),
+    ("archive", ""): (
+        "autoscope.stages.archive:run",
+        "action",
+        "review a run and store it with a model card",
+    ),
     ("models", "list"): ("autoscope.stages.archive:models_view", "view", "archived models"),
-    ("package", ""): ("autoscope.stages.package:run", "action", "bundle archived models as a BentoML bento"),
-    ("infer", ""): ("autoscope.stages.infer:run", "action", "run a package over slides: heatmaps, GeoJSON, summaries"),
+    ("package", ""): (
+        "autoscope.stages.package:run",
+        "action",
+        "bundle archived models as a BentoML bento",
+    ),
+    ("infer", ""): (
+        "autoscope.stages.infer:run",
+        "action",
+        "run a package over slides: heatmaps, GeoJSON, summaries",
+    ),
     ("ui", ""): ("autoscope.stages.runs:ui_view", "view", "MLflow UI on 127.0.0.1"),
 }
 
@@ -86,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"'{stage}' needs one of: {', '.join(sorted(verbs))}")
         verb = argv.pop(0)
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
-        return _fail(f"'{(stage + ' ' + verb).strip()}' needs a recipe first (see autoscope --help)")
+        return _fail(
+            f"'{(stage + ' ' + verb).strip()}' needs a recipe first (see autoscope --help)"
+        )
     recipe = argv.pop(0)
     target, kind, _ = STAGES[(stage, verb)]
     multirun = "-m" in argv or "--multirun" in argv
@@ -108,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "action":
             result = fn(cfg)
             if result:
-                shown = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, (dict, list)))
+                shown = ", ".join(
+                    f"{k}={v}" for k, v in result.items() if not isinstance(v, (dict, list))
+                )
                 print(f"{name} done in {time.perf_counter() - t0:.1f}s: {shown}")
         else:
             fn(cfg, flags)

@@ -25,7 +25,9 @@ def recipe_path(recipe: str) -> Path:
     if named.is_file():
         return named
     known = ", ".join(list_recipes()) or "none"
-    raise UserError(f"unknown recipe '{recipe}' (known recipes: {known}; or give a path to a .yaml)")
+    raise UserError(
+        f"unknown recipe '{recipe}' (known recipes: {known}; or give a path to a .yaml)"
+    )
 
 
 def _register_resolvers() -> None:

@@ -1,4 +1,4 @@
-"""`make demo`: generate the demo's synthetic slides, then run the assembly line on recipes/demo.yaml.
+"""`make demo`: generate the demo's synthetic slides, then run the assembly line (recipes/demo).
 
 The synthetic slides are generated deterministically (not committed); the real CMU-1-Small-Region
 slide comes from tests/fixtures/. One slide is written without MPP: the demo metadata CSV gives it.
@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-N_SLIDES = 6            # enough for train/val/test splits by slide
+N_SLIDES = 6  # enough for train/val/test splits by slide
 SLIDE_PX = (4096, 3072)  # level-0 size of each synthetic slide
-NO_MPP = "slide_005"    # written without MPP; the metadata CSV supplies it
+NO_MPP = "slide_005"  # written without MPP; the metadata CSV supplies it
 
 
 def generate(raw: Path) -> None:
@@ -27,10 +27,18 @@ def generate(raw: Path) -> None:
         name = f"slide_{i:03d}"
         path = out / f"{name}.tif"
         if not path.is_file():
-            make_synthetic_slide(path, seed=i, width_px=SLIDE_PX[0], height_px=SLIDE_PX[1],
-                                 mpp=0.5, with_mpp=name != NO_MPP)
+            make_synthetic_slide(
+                path,
+                seed=i,
+                width_px=SLIDE_PX[0],
+                height_px=SLIDE_PX[1],
+                mpp=0.5,
+                with_mpp=name != NO_MPP,
+            )
         scanner = "GT450" if i % 2 == 0 else "AT2"
-        rows.append(f"synthetic/{name}.tif,{scanner},patient_{i // 2},{0.5 if name == NO_MPP else ''}")
+        rows.append(
+            f"synthetic/{name}.tif,{scanner},patient_{i // 2},{0.5 if name == NO_MPP else ''}"
+        )
     csv = raw / "metadata.csv"
     tmp = csv.with_suffix(".tmp")
     tmp.write_text("\n".join(rows) + "\n")

@@ -223,7 +223,9 @@ def cpu_main(args: argparse.Namespace) -> dict:
         flush=True,
     )
     reader_only(path, coords[: 4 * args.batch_size], mpp, patch_px, kw)  # warm-up: workers, cache
-    ready = prepare_model(model, dev, patch_px)  # the bound uses the model exactly as the engine runs it
+    ready = prepare_model(
+        model, dev, patch_px
+    )  # the bound uses the model exactly as the engine runs it
     model_only(ready, 2 * args.batch_size, patch_px, args.batch_size, dev)
     pick = np.unique(np.linspace(0, n - 1, min(n, args.naive_tiles)).astype(int))
     counts = {"naive": len(pick), "engine": n, "reader": n, "model": n}

@@ -55,6 +55,8 @@ def test_main_returns_zero_on_help(capsys):
 def test_split_flags_and_overrides():
     from autoscope.cli import _split
 
-    ov, fl = _split(["--json", "paths.workspace=/x", "--where", "a == 'b'", "--sort=-c", "s1", "+k=1"])
+    ov, fl = _split(
+        ["--json", "paths.workspace=/x", "--where", "a == 'b'", "--sort=-c", "s1", "+k=1"]
+    )
     assert ov == ["paths.workspace=/x", "+k=1"]
     assert fl == ["--json", "--where", "a == 'b'", "--sort=-c", "s1"]

@@ -31,7 +31,9 @@ def _num(v: Any) -> float | None:
     return f if f > 0 else None  # NaN > 0 is False
 
 
-def resolve_mpp(row: dict, meta: dict, recipe_mpp: float | None) -> tuple[float | None, float | None, str]:
+def resolve_mpp(
+    row: dict, meta: dict, recipe_mpp: float | None
+) -> tuple[float | None, float | None, str]:
     """Pick MPP: metadata CSV (a person's value) > the file > the recipe's fallback > missing."""
     mx = _num(meta.get("mpp_x", meta.get("mpp")))
     my = _num(meta.get("mpp_y", meta.get("mpp"))) or mx
@@ -66,12 +68,22 @@ class Ingest:
         if row["status"] not in ("ok",):
             self.problems.append((row.get("name", "?"), f"{row['status']}: {row.get('error')}"))
         mpp = f"{row['mpp_x']:.3f} um/px ({row['mpp_source']})" if row.get("mpp_x") else ""
-        print(f"  {action:<9} {row['name']:<28} {row['status']:<9} {mpp}"
-              + (f" — {row['error']}" if row.get("error") else ""), flush=True)
+        print(
+            f"  {action:<9} {row['name']:<28} {row['status']:<9} {mpp}"
+            + (f" — {row['error']}" if row.get("error") else ""),
+            flush=True,
+        )
 
     def _fail(self, path: Path, slide_id: str, status: str, reason: str, meta: dict) -> dict:
-        return {"slide_id": slide_id, "name": path.stem, "path": str(path), "status": status,
-                "error": reason, "mpp_source": "missing", **meta}
+        return {
+            "slide_id": slide_id,
+            "name": path.stem,
+            "path": str(path),
+            "status": status,
+            "error": reason,
+            "mpp_source": "missing",
+            **meta,
+        }
 
     def _with_mpp(self, row: dict, meta: dict) -> dict:
         row.update(meta)
@@ -80,7 +92,9 @@ class Ingest:
         row["mpp_x"], row["mpp_y"], row["mpp_source"] = resolve_mpp(row, meta, self.sc.mpp)
         if row["mpp_source"] == "missing":
             row["status"] = "no_mpp"
-            row["error"] = "no MPP in the file: give it in the metadata CSV (mpp column) or slides.mpp"
+            row["error"] = (
+                "no MPP in the file: give it in the metadata CSV (mpp column) or slides.mpp"
+            )
         else:
             row["status"], row["error"] = "ok", None
         return row
@@ -95,16 +109,24 @@ class Ingest:
             return
         if sid in self.rows:
             first = self.rows[sid]["path"]
-            row = self._fail(path, _path_id(path, "d"), "duplicate", f"same content as {first}", meta)
+            row = self._fail(
+                path, _path_id(path, "d"), "duplicate", f"same content as {first}", meta
+            )
             self._record(row, "duplicate")
             return
         st = path.stat()
         old = self._old_row(sid)
-        if old is not None and old.get("status") in ("ok", "no_mpp") and Path(str(old["thumbnail"])).is_file():
+        if (
+            old is not None
+            and old.get("status") in ("ok", "no_mpp")
+            and Path(str(old["thumbnail"])).is_file()
+        ):
             action = "unchanged" if old["path"] == str(path) else "moved"
             old.update(path=str(path), name=path.stem, file_mtime=st.st_mtime)
             row = self._with_mpp(old, meta)
-            if row["mpp_x"] and _num(row.get("mask_mpp")) is None:  # MPP became known: scale the mask
+            if (
+                row["mpp_x"] and _num(row.get("mask_mpp")) is None
+            ):  # MPP became known: scale the mask
                 from PIL import Image
 
                 with Image.open(str(row["tissue_mask"])) as m:
@@ -112,12 +134,25 @@ class Ingest:
             self._record(row, action)
             return
         try:
-            row = {"slide_id": sid, "name": path.stem, "path": str(path), "file_mtime": st.st_mtime,
-                   **read_slide_facts(path)}
+            row = {
+                "slide_id": sid,
+                "name": path.stem,
+                "path": str(path),
+                "file_mtime": st.st_mtime,
+                **read_slide_facts(path),
+            }
             row = self._with_mpp(row, meta)
-            row.update(write_overview(path, sid, self.out, thumbnail_px=int(self.sc.thumbnail_px),
-                                      mask_mpp=float(self.sc.mask_mpp), mpp=row["mpp_x"],
-                                      detector=self.detector))
+            row.update(
+                write_overview(
+                    path,
+                    sid,
+                    self.out,
+                    thumbnail_px=int(self.sc.thumbnail_px),
+                    mask_mpp=float(self.sc.mask_mpp),
+                    mpp=row["mpp_x"],
+                    detector=self.detector,
+                )
+            )
         except SlideProblem as e:
             self._record(self._fail(path, sid, "failed", str(e), meta), "failed")
             return
@@ -148,8 +183,11 @@ class Ingest:
     def run(self) -> dict:
         """Ingest every discovered file, then write the registry atomically."""
         files = discover(list(self.sc.sources), list(self.sc.extensions))
-        files += [Path(k) for k in self.meta.get("_key", []) if "/" in str(k) and Path(k).is_file()
-                  and Path(k) not in files]
+        files += [
+            Path(k)
+            for k in self.meta.get("_key", [])
+            if "/" in str(k) and Path(k).is_file() and Path(k) not in files
+        ]
         print(f"ingesting {len(files)} file(s) into {registry_path(self.cfg)}", flush=True)
         t0 = time.perf_counter()
         for i, f in enumerate(files, 1):
@@ -161,10 +199,18 @@ class Ingest:
         save_registry(df, registry_path(self.cfg))
         dt = time.perf_counter() - t0
         status = Counter(df["status"]) if len(df) else Counter()
-        print(f"summary: {len(df)} slide(s) in registry — " + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
-              + f"; this run: " + ", ".join(f"{k} {v}" for k, v in sorted(self.actions.items()))
-              + f"; {dt:.1f}s ({dt / max(len(files), 1):.2f}s/slide)")
+        print(
+            f"summary: {len(df)} slide(s) in registry — "
+            + ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+            + "; this run: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(self.actions.items()))
+            + f"; {dt:.1f}s ({dt / max(len(files), 1):.2f}s/slide)"
+        )
         for name, why in self.problems:
             print(f"  ! {name}: {why}")
-        return {"slides": len(df), "usable": status.get("ok", 0), "problems": len(self.problems),
-                "seconds": round(dt, 2)}
+        return {
+            "slides": len(df),
+            "usable": status.get("ok", 0),
+            "problems": len(self.problems),
+            "seconds": round(dt, 2),
+        }

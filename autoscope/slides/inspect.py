@@ -1,4 +1,4 @@
-"""Reading a slide's facts with OpenSlide, and saying in plain words why a file cannot be used."""
+"""A slide's facts read with OpenSlide, and in plain words why a file cannot be used."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 
 class SlideProblem(Exception):
-    """A file that cannot be registered as a usable slide; the message is the reason for a person."""
+    """A file that cannot be registered as a usable slide; the message says why, for a person."""
 
 
 def content_hash(path: Path, hash_bytes: int) -> str:
@@ -44,12 +44,16 @@ def _why_unsupported(path: Path) -> str:
             if not page.is_tiled:
                 return (
                     "unsupported: the TIFF is stripped, not tiled; OpenSlide needs a tiled "
-                    "(pyramidal) TIFF — convert it, e.g. `vips tiffsave in.tif out.tif --tile --pyramid`"
+                    "(pyramidal) TIFF — convert it, e.g. "
+                    "`vips tiffsave in.tif out.tif --tile --pyramid`"
                 )
-            return f"unsupported: a tiled TIFF OpenSlide does not recognise (compression {page.compression.name})"
+            codec = page.compression.name
+            return f"unsupported: a tiled TIFF OpenSlide does not recognise (compression {codec})"
     except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
         if path.suffix.lower() in (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif"):
-            return f"corrupt: not a valid {path.suffix.lower()} file ({str(e).splitlines()[0][:80]})"
+            return (
+                f"corrupt: not a valid {path.suffix.lower()} file ({str(e).splitlines()[0][:80]})"
+            )
         return "unsupported: not a format OpenSlide can open"
 
 

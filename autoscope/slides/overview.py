@@ -22,10 +22,16 @@ def _save_png(img: np.ndarray, path: Path) -> None:
 
 
 def write_overview(
-    path: Path, slide_id: str, out_dir: Path, *, thumbnail_px: int, mask_mpp: float,
-    mpp: float | None, detector: Any,
+    path: Path,
+    slide_id: str,
+    out_dir: Path,
+    *,
+    thumbnail_px: int,
+    mask_mpp: float,
+    mpp: float | None,
+    detector: Any,
 ) -> dict[str, Any]:
-    """Write `thumbnails/<id>.png` and `masks/<id>.png`; return their paths and the tissue fraction."""
+    """Write `thumbnails/<id>.png` and `masks/<id>.png`; return paths and tissue fraction."""
     from autoscope.slides.reader import open_reader
     from autoscope.slides.tissue import slide_mask
 

@@ -12,10 +12,31 @@ from autoscope.errors import UserError
 
 # Registry columns in display order; metadata CSV columns follow them.
 COLUMNS: list[str] = [
-    "slide_id", "name", "path", "vendor", "format", "level_count", "level_dimensions",
-    "level_downsamples", "width_px", "height_px", "mpp_x", "mpp_y", "mpp_source", "file_mpp_x", "file_mpp_y",
-    "objective_power", "associated_images", "file_bytes", "file_mtime", "status", "error",
-    "thumbnail", "tissue_mask", "mask_mpp", "tissue_fraction",
+    "slide_id",
+    "name",
+    "path",
+    "vendor",
+    "format",
+    "level_count",
+    "level_dimensions",
+    "level_downsamples",
+    "width_px",
+    "height_px",
+    "mpp_x",
+    "mpp_y",
+    "mpp_source",
+    "file_mpp_x",
+    "file_mpp_y",
+    "objective_power",
+    "associated_images",
+    "file_bytes",
+    "file_mtime",
+    "status",
+    "error",
+    "thumbnail",
+    "tissue_mask",
+    "mask_mpp",
+    "tissue_fraction",
 ]
 USABLE = "ok"  # the one status with which a slide feeds datasets and inference
 
@@ -59,7 +80,9 @@ def resolve_slide(cfg: Any, ref: str) -> pd.Series:
     """
     df = load_registry(cfg)
     if df.empty:
-        raise UserError(f"no slides registered in {registry_path(cfg)}: run `autoscope slides ingest` first")
+        raise UserError(
+            f"no slides registered in {registry_path(cfg)}: run `autoscope slides ingest` first"
+        )
     ref_path = str(Path(ref).expanduser().resolve()) if ("/" in ref or Path(ref).exists()) else None
     hits = df[
         (df["slide_id"] == ref)
@@ -68,8 +91,12 @@ def resolve_slide(cfg: Any, ref: str) -> pd.Series:
         | df["slide_id"].astype(str).str.startswith(ref)
     ]
     if len(hits) == 0:
-        raise UserError(f"unknown slide '{ref}' in project '{cfg.project.name}' (see `autoscope slides list`)")
+        raise UserError(
+            f"unknown slide '{ref}' in project '{cfg.project.name}' (see `autoscope slides list`)"
+        )
     if len(hits) > 1 and not (hits["slide_id"] == ref).any():
         names = ", ".join(hits["name"].astype(str).head(5))
         raise UserError(f"slide '{ref}' is ambiguous: matches {len(hits)} slides ({names})")
-    return hits[hits["slide_id"] == ref].iloc[0] if (hits["slide_id"] == ref).any() else hits.iloc[0]
+    return (
+        hits[hits["slide_id"] == ref].iloc[0] if (hits["slide_id"] == ref).any() else hits.iloc[0]
+    )

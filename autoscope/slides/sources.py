@@ -13,7 +13,7 @@ MPP_COLUMNS = ("mpp", "mpp_x", "mpp_y")
 
 
 def discover(sources: list[str], extensions: list[str]) -> list[Path]:
-    """Slide files named by `sources` (folders searched recursively, globs, or files), sorted, unique.
+    """Slide files named by `sources` (folders, searched recursively; globs; files), unique.
 
     Raises:
         UserError: a source matches nothing on disk.
@@ -29,7 +29,9 @@ def discover(sources: list[str], extensions: list[str]) -> list[Path]:
         elif any(ch in str(src) for ch in "*?["):
             found += [Path(f) for f in sorted(glob.glob(str(p), recursive=True))]
         else:
-            raise UserError(f"slides.sources: '{src}' does not exist (a folder, a glob or a slide file)")
+            raise UserError(
+                f"slides.sources: '{src}' does not exist (a folder, a glob or a slide file)"
+            )
     seen: dict[str, Path] = {}
     for f in found:
         seen.setdefault(str(f.resolve()), f.resolve())
@@ -52,7 +54,9 @@ def read_metadata(csv: str | None) -> pd.DataFrame:
     try:
         df = pd.read_csv(p)
     except Exception as e:  # noqa: BLE001 - pandas raises many types for bad CSV
-        raise UserError(f"slides.metadata: cannot read '{csv}' as CSV ({str(e).splitlines()[0]})") from None
+        raise UserError(
+            f"slides.metadata: cannot read '{csv}' as CSV ({str(e).splitlines()[0]})"
+        ) from None
     if "path" in df.columns:
         df["_key"] = [str((p.parent / str(v)).resolve()) for v in df["path"]]
         df["_by"] = "path"

@@ -24,13 +24,15 @@ def ensure_experiment(cfg: Any) -> str:
 
 
 def create(cfg: Any) -> dict:
-    """Make `data/<project>/{slides,datasets,raw}`, `outputs/<project>` and the MLflow experiment."""
+    """Make `data/<project>/{slides,datasets,raw}`, `outputs/<project>`, the MLflow experiment."""
     made = []
     for d in [*(Path(cfg.paths.data) / s for s in SUBDIRS), Path(cfg.paths.outputs)]:
         if not d.is_dir():
             d.mkdir(parents=True)
             made.append(str(d))
     exp_id = ensure_experiment(cfg)
-    print(f"project '{cfg.project.name}' ({cfg.project.organ}, {cfg.project.task}): "
-          f"{len(made)} folder(s) created, MLflow experiment {exp_id} at {cfg.paths.mlflow_uri}")
+    print(
+        f"project '{cfg.project.name}' ({cfg.project.organ}, {cfg.project.task}): "
+        f"{len(made)} folder(s) created, MLflow experiment {exp_id} at {cfg.paths.mlflow_uri}"
+    )
     return {"project": cfg.project.name, "experiment_id": exp_id, "created": len(made)}

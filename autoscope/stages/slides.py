@@ -8,8 +8,18 @@ from typing import Any
 
 from autoscope.errors import UserError
 
-LIST_COLUMNS = ["slide_id", "name", "vendor", "width_px", "height_px", "level_count", "mpp_x",
-                "mpp_source", "tissue_fraction", "status"]
+LIST_COLUMNS = [
+    "slide_id",
+    "name",
+    "vendor",
+    "width_px",
+    "height_px",
+    "level_count",
+    "mpp_x",
+    "mpp_source",
+    "tissue_fraction",
+    "status",
+]
 
 
 def detector_from(cfg: Any) -> Any:
@@ -24,7 +34,9 @@ def ingest(cfg: Any) -> dict:
     from autoscope.slides.ingest import Ingest
 
     if not cfg.slides.sources and not cfg.slides.metadata:
-        raise UserError("slides.sources is empty: give folders or globs, e.g. 'slides.sources=[/data/wsi]'")
+        raise UserError(
+            "slides.sources is empty: give folders or globs, e.g. 'slides.sources=[/data/wsi]'"
+        )
     return Ingest(cfg, detector_from(cfg)).run()
 
 
@@ -52,7 +64,9 @@ def list_view(cfg: Any, flags: list[str]) -> None:
         try:
             df = df.query(a.where)
         except Exception as e:  # noqa: BLE001 - pandas query raises many types
-            raise UserError(f"--where '{a.where}': {str(e).splitlines()[0]} (columns: {', '.join(df.columns)})") from None
+            raise UserError(
+                f"--where '{a.where}': {str(e).splitlines()[0]} (columns: {', '.join(df.columns)})"
+            ) from None
     if a.sort:
         col = a.sort.lstrip("-")
         if col not in df.columns:
@@ -63,7 +77,9 @@ def list_view(cfg: Any, flags: list[str]) -> None:
     unknown = [c for c in cols if c not in df.columns]
     if unknown:
         raise UserError(f"--columns: no column '{unknown[0]}'")
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 500):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 30, "display.max_rows", 500
+    ):
         print(df[cols].to_string(index=False) if len(df) else "(no slides)")
     print(f"{len(df)} slide(s)")
 

@@ -186,8 +186,14 @@ def test_cpu_model_is_prepared_for_inference_and_predicts_the_same():
 
     from autoscope.infer.batching import prepare_model
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 2),
+    )
 
     class U8(torch.nn.Module):  # uint8 NHWC in, like PatchClassifier
         def __init__(self) -> None:

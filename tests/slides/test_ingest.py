@@ -1,4 +1,4 @@
-"""Slide ingestion on real fixtures: facts, bad input, idempotency, moves, MPP flags, atomic writes."""
+"""Slide ingestion on real fixtures: facts, bad input, idempotency, moves, MPP, atomicity."""
 
 import os
 import shutil
@@ -24,14 +24,22 @@ def tiled_tiff(path: Path, seed: int = 0, size: int = 1024) -> Path:
     img[256:768, 256:768] = rng.integers(80, 180, (512, 512, 3), dtype=np.uint8)
     with tifffile.TiffWriter(path) as tw:
         tw.write(img, tile=(256, 256), photometric="rgb", compression="jpeg")
-        tw.write(img[::4, ::4].copy(), tile=(256, 256), photometric="rgb", compression="jpeg",
-                 subfiletype=1)
+        tw.write(
+            img[::4, ::4].copy(),
+            tile=(256, 256),
+            photometric="rgb",
+            compression="jpeg",
+            subfiletype=1,
+        )
     return path
 
 
 def make_cfg(ws: Path, *over: str):
-    return compose("demo", [f"paths.workspace={ws}", f"slides.sources=[{ws / 'src'}]",
-                            "slides.metadata=null", *over], stage="slides_ingest")
+    return compose(
+        "demo",
+        [f"paths.workspace={ws}", f"slides.sources=[{ws / 'src'}]", "slides.metadata=null", *over],
+        stage="slides_ingest",
+    )
 
 
 @pytest.fixture()
@@ -51,7 +59,9 @@ def by_name(cfg) -> dict:
 def test_ingest_records_facts_and_bad_input(ws, capsys):
     shutil.copy(FIX / "cmu-1-small-region.svs", ws / "src" / "z_again.svs")
     (ws / "src" / "folder.svs").mkdir()
-    (ws / "meta.csv").write_text("path,scanner\nsrc/cmu-1-small-region.svs,GT450\nsrc/gone.svs,AT2\n")
+    (ws / "meta.csv").write_text(
+        "path,scanner\nsrc/cmu-1-small-region.svs,GT450\nsrc/gone.svs,AT2\n"
+    )
     cfg = make_cfg(ws, f"slides.metadata={ws / 'meta.csv'}")
     out = ingest(cfg)
     rows = by_name(cfg)
@@ -60,7 +70,9 @@ def test_ingest_records_facts_and_bad_input(ws, capsys):
     assert cmu["mpp_x"] == pytest.approx(0.499) and cmu["mpp_source"] == "file"
     assert (cmu["width_px"], cmu["height_px"]) == (2220, 2967)
     assert cmu["objective_power"] == 20 and "macro" in cmu["associated_images"]
-    assert cmu["scanner"] == "GT450" and cmu["file_bytes"] == os.path.getsize(FIX / "cmu-1-small-region.svs")
+    assert cmu["scanner"] == "GT450" and cmu["file_bytes"] == os.path.getsize(
+        FIX / "cmu-1-small-region.svs"
+    )
     assert Path(cmu["thumbnail"]).is_file() and Path(cmu["tissue_mask"]).is_file()
     assert 0.3 < cmu["tissue_fraction"] <= 1.0
     assert rows["broken"]["status"] == "failed" and "corrupt" in rows["broken"]["error"]
@@ -151,7 +163,7 @@ def test_damaged_tiles_fail_one_slide_and_the_batch_goes_on(ws):
         page = tif.pages[1]
         off, n = page.dataoffsets[0], page.databytecounts[0]
     data = bytearray(bad.read_bytes())
-    data[off:off + n] = b"\x00" * n
+    data[off : off + n] = b"\x00" * n
     bad.write_bytes(bytes(data))
     cfg = make_cfg(ws)
     ingest(cfg)

@@ -17,14 +17,31 @@ def ws(tmp_path):
     shutil.copy(FIX / "cmu-1-small-region.svs", src / "cmu.svs")
     shutil.copy(FIX / "broken.svs", src / "broken.svs")
     (tmp_path / "meta.csv").write_text("slide,scanner\ncmu,GT450\nbroken,AT2\n")
-    args = [f"paths.workspace={tmp_path}", f"slides.sources=[{src}]", f"slides.metadata={tmp_path / 'meta.csv'}"]
+    args = [
+        f"paths.workspace={tmp_path}",
+        f"slides.sources=[{src}]",
+        f"slides.metadata={tmp_path / 'meta.csv'}",
+    ]
     assert main(["slides", "ingest", "demo", *args]) == 0
     return tmp_path
 
 
 def test_list_where_sort(ws, capsys):
     capsys.readouterr()
-    assert main(["slides", "list", "demo", f"paths.workspace={ws}", "--where", "scanner == 'GT450' and mpp_x < 0.6", "--sort=-mpp_x"]) == 0
+    assert (
+        main(
+            [
+                "slides",
+                "list",
+                "demo",
+                f"paths.workspace={ws}",
+                "--where",
+                "scanner == 'GT450' and mpp_x < 0.6",
+                "--sort=-mpp_x",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "cmu" in out and "broken" not in out and "1 slide(s)" in out
 
