@@ -145,9 +145,10 @@ def naive(model: Any, path: Path, coords: np.ndarray, level: int, patch_px: int)
 
 def reader_only(path: Path, coords: np.ndarray, mpp: float, patch_px: int, kw: dict) -> int:
     """Drain the prefetching readers without a model; returns the tiles read."""
-    from autoscope.infer.source import iter_tiles
+    from autoscope.slides.parallel import iter_batches
 
-    return sum(len(c) for _, c in iter_tiles(str(path), coords, mpp=mpp, patch_px=patch_px, **kw))
+    b, w, q = kw["batch_size"], kw["workers"], kw["queue_depth"]
+    return sum(len(c) for _, c in iter_batches(str(path), coords, mpp, patch_px, b, w, q))
 
 
 def model_only(model: Any, n: int, patch_px: int, batch_size: int, device: Any) -> None:

@@ -24,11 +24,11 @@ from autoscope.infer.gpu_decode import open_gpu_source
 from autoscope.infer.source import (
     SlideError,
     check_resolution,
-    iter_tiles,
     level0_px,
     open_slide,
     tissue_grid,
 )
+from autoscope.slides.parallel import iter_batches
 
 __all__ = ["Prediction", "SlideError", "infer_slide", "pick_device", "predict_slide", "run_model"]
 
@@ -144,15 +144,9 @@ def predict_slide(
             else:
                 batches = ((src.batch(c), c) for c in chunks)
         else:
-            batches = iter_tiles(
-                path,
-                grid,
-                mpp=mpp,
-                patch_px=patch_px,
-                batch_size=batch_size,
-                workers=workers,
-                queue_depth=queue_depth or max(2, 2 * workers),
-                mpp_x=mpp_x,
+            depth = queue_depth or max(2, 2 * workers)
+            batches = iter_batches(
+                path, grid, mpp, patch_px, batch_size, workers, depth, mpp_x=mpp_x
             )
         run = run_model_cuda if dev.type == "cuda" else run_model
         out_coords, probs, stats = run(

@@ -8,7 +8,7 @@ torch, numpy, scipy, tifffile, imagecodecs, OpenSlide and shapely besides it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -88,20 +88,3 @@ def tissue_grid(
 def level0_px(slide_mpp: float, mpp: float, px: int) -> int:
     """A length of `px` pixels at `mpp`, in whole level-0 pixels of a `slide_mpp` slide."""
     return max(1, round(px * mpp / slide_mpp))
-
-
-def iter_tiles(
-    path: str,
-    coords: np.ndarray,
-    *,
-    mpp: float,
-    patch_px: int,
-    batch_size: int,
-    workers: int,
-    queue_depth: int,
-    mpp_x: float | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Batches `(uint8 [B, patch_px, patch_px, 3], int64 [B, 2])` read ahead by workers."""
-    from autoscope.slides.parallel import iter_batches
-
-    return iter_batches(path, coords, mpp, patch_px, batch_size, workers, queue_depth, mpp_x=mpp_x)
