@@ -292,10 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pen", action="store_true", help="draw a pen stroke on the glass")
     a = p.parse_args(argv)
     keys = ("width_px", "height_px", "mpp", "tile_px", "subsampling", "jpeg_quality", "pen")
-    kw = {k: getattr(a, k) for k in keys} | {
-        "with_mpp": not a.no_mpp,
-        "level_factor": a.level_factor,
-    }
+    kw = {k: getattr(a, k) for k in (*keys, "level_factor")} | {"with_mpp": not a.no_mpp}
     for i in range(a.count):
         print(make_synthetic_slide(a.out_dir / f"slide_{i:03d}.tif", seed=a.seed + i, **kw).path)
 
