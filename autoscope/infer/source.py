@@ -33,6 +33,8 @@ def open_slide(path: str, mpp_x: float | None = None) -> Any:
 
     try:
         return open_reader(str(path), mpp_x=mpp_x)
+    except UserError as e:  # the reader already says which file and why
+        raise SlideError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - every backend has its own error types
         raise SlideError(f"cannot open slide {path}: {type(e).__name__}: {e}") from None
 
