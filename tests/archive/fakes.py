@@ -13,20 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-TINY_ARCH = {
-    "name": "tiny_cnn",
-    "net": {
-        "_target_": "autoscope.models.archs.small_resnet",
-        "widths": [4, 8],
-        "depths": [1, 1],
-        "stem_width": 4,
-        "stem_stride": 2,
-        "dropout": 0.0,
-    },
-    "mean": [0.5, 0.5, 0.5],
-    "std": [0.25, 0.25, 0.25],
-    "channels_last": False,
-}
+from autoscope.config import compose
+
+TINY_ARCH = compose("demo", ["model=tiny_cnn"]).model  # conf/model/tiny_cnn.yaml
 
 
 _TEMPLATE: list[Path] = []
