@@ -195,8 +195,9 @@ def time_tissue(path: str, truth: np.ndarray) -> tuple[float, float]:
     """
     from omegaconf import OmegaConf
 
+    from autoscope.slides.mask_metrics import mask_iou
     from autoscope.slides.reader import open_reader
-    from autoscope.slides.tissue import TissueDetector, mask_iou, slide_mask
+    from autoscope.slides.tissue import TissueDetector, slide_mask
 
     kwargs = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "tissue" / "default.yaml"))
     kwargs.pop("_target_", None)

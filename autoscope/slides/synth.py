@@ -3,8 +3,7 @@
 A slide is glass with a few smooth tissue regions, each ``tumor`` (class 1: dense purple nuclei)
 or ``stroma`` (class 2: pink fibres), optionally a pen stroke on glass. Beside the TIFF sit the
 label mask (PNG, 0 background / 1 tumor / 2 stroma) and a QuPath-style GeoJSON (level-0 px).
-Deterministic from the seed; level 0 is rendered band by band so 30k px slides fit in memory.
-CLI: ``python -m autoscope.slides.synth OUT_DIR --count 3 --seed 0``.
+Deterministic, rendered band by band (30k px fit). CLI: ``python -m autoscope.slides.synth OUT``.
 """
 
 from __future__ import annotations

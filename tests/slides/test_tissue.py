@@ -11,9 +11,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from autoscope.slides.mask_metrics import mask_iou
 from autoscope.slides.reader import open_reader
 from autoscope.slides.synth import SynthSlide, make_synthetic_slide
-from autoscope.slides.tissue import TissueDetector, mask_iou, slide_mask
+from autoscope.slides.tissue import TissueDetector, slide_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 TILES = sorted((ROOT / "tests/fixtures/tiles").glob("*.png"))
