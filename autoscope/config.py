@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoscope.errors import UserError
 
+if TYPE_CHECKING:
+    from autoscope.project import ProjectSpec, Stores
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: the vocabulary
 RECIPES_DIR = ROOT / "recipes"
 
 
@@ -71,3 +75,43 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
         msg = " ".join(lines[:2]) if lines else type(e).__name__
         raise UserError(f"recipe '{recipe}': {msg}") from None
     return cfg
+
+
+def project_spec(cfg) -> "ProjectSpec":
+    """The typed project (`cfg.project`) that library code takes."""
+    from autoscope.project import ClassSpec, ProjectSpec
+
+    p = cfg.project
+    return ProjectSpec(
+        name=str(p.name),
+        task=str(p.get("task", "tissue_classification")),
+        classes=tuple(ClassSpec(str(c.name), str(c.get("color", "#808080"))) for c in p.classes),
+        target_mpp=None if p.get("target_mpp") is None else float(p.target_mpp),
+        product=str(p.get("product", "")),
+        organ=str(p.get("organ", "")),
+    )
+
+
+def stores_spec(cfg) -> "Stores":
+    """The typed stores (`cfg.paths`) that library code takes."""
+    from autoscope.project import Stores
+
+    p = cfg.paths
+    return Stores(
+        workspace=Path(p.workspace),
+        data=Path(p.data),
+        outputs=Path(p.outputs),
+        state=Path(p.state),
+        mlflow_uri=str(p.mlflow_uri),
+        mlflow_artifacts=Path(p.mlflow_artifacts),
+        optuna_storage=str(p.optuna_storage),
+        bentoml_home=Path(p.bentoml_home),
+        zoo=Path(p.zoo),
+    )
+
+
+def to_dict(node) -> dict:
+    """A config node as plain resolved Python containers (for typed specs and `_target_` args)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}

@@ -78,8 +78,8 @@ def small_cnn() -> tuple[Any, float, int, str]:
 
     from autoscope.models.classifier import PatchClassifier
 
-    mc = yaml.safe_load((ROOT / "conf" / "model" / "small_cnn.yaml").read_text())
-    proj = yaml.safe_load((ROOT / "conf" / "project" / "demo.yaml").read_text())
+    mc = yaml.safe_load((ROOT / "autoscope" / "conf" / "model" / "small_cnn.yaml").read_text())
+    proj = yaml.safe_load((ROOT / "autoscope" / "conf" / "project" / "demo.yaml").read_text())
     arch = {k: mc[k] for k in ("net", "mean", "std", "channels_last")}
     model = PatchClassifier.build(arch, len(proj["classes"])).eval()
     return model, float(proj["target_mpp"]), int(mc["input_px"]), "conf/model/small_cnn.yaml"

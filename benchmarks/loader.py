@@ -191,7 +191,7 @@ def configured_views_on() -> str:
     """`trainer.augment.views_on` of the default trainer (conf/trainer/cpu_fast.yaml)."""
     import yaml
 
-    conf = yaml.safe_load((ROOT / "conf" / "trainer" / "cpu_fast.yaml").read_text())
+    conf = yaml.safe_load((ROOT / "autoscope" / "conf" / "trainer" / "cpu_fast.yaml").read_text())
     return str(conf.get("augment", {}).get("views_on", "loader"))
 
 

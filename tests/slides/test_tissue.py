@@ -27,13 +27,13 @@ def _tile(path: Path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def detector() -> TissueDetector:
     """The detector exactly as conf/tissue/default.yaml configures it."""
-    cfg = yaml.safe_load((ROOT / "conf/tissue/default.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "autoscope/conf/tissue/default.yaml").read_text())
     assert cfg.pop("_target_") == "autoscope.slides.tissue.TissueDetector"
     return TissueDetector(**cfg)
 
 
 def test_config_names_every_parameter() -> None:
-    cfg = yaml.safe_load((ROOT / "conf/tissue/default.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "autoscope/conf/tissue/default.yaml").read_text())
     cfg.pop("_target_")
     assert set(cfg) == set(inspect.signature(TissueDetector).parameters)
 
