@@ -1,10 +1,13 @@
-"""`dataset build`: plan and split, then shards, manifest, stats and report, renamed into place."""
+"""`dataset build`: plan and split, then shards, manifest, stats and report, renamed into place.
+
+Takes typed values only: the `DatasetSpec` (every default in `conf/dataset/_base.yaml`), the
+`ProjectSpec` (classes), the `Stores` (workspace, data folder) and the tissue detector used for
+slides whose registry row has no stored mask.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -12,14 +15,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from autoscope.atomic import atomic_dir
 from autoscope.datasets import plan as planning
 from autoscope.datasets.classes import ClassMapper
 from autoscope.datasets.imports import plan_images
 from autoscope.datasets.report import compute_stats, write_pictures, write_report, write_stats
 from autoscope.datasets.shards import pyramid_level, write_shards
+from autoscope.datasets.spec import SPLIT_UNITS, DatasetSpec
 from autoscope.datasets.splits import SPLITS, assign_splits, split_counts
-from autoscope.datasets.store import MANIFEST, dataset_dir, dataset_version, publish
+from autoscope.datasets.store import MANIFEST, dataset_dir, dataset_version
 from autoscope.errors import UserError
+from autoscope.project import ProjectSpec, Stores
+from autoscope.slides.registry import load_registry
 
 COLUMNS = [
     "patch_id",
@@ -43,63 +50,34 @@ COLUMNS = [
 ]
 
 
-def with_defaults(cfg: Any) -> Any:
-    """cfg whose `dataset` is completed by defaults (a minimal YAML: name, sources, patch_px)."""
-    from omegaconf import OmegaConf, open_dict
-
-    defaults = {
-        "class_map": {},
-        "patch_px": 224,
-        "mpp": cfg.project.target_mpp,
-        "stride_px": None,
-        "min_overlap": 0.5,
-        "max_patches_per_slide": None,
-        "label_level": "tissue",
-        "split": {
-            "by": "slide",
-            "column": None,
-            "seed": int(cfg.seed),
-            "fractions": {"train": 0.7, "val": 0.15, "test": 0.15},
-        },
-        "shard_mb": 256,
-        "workers": 1,
-        "dvc_add": False,
-    }
-    given = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else {}
-    if given.get("split", {}).get("fractions"):
-        defaults["split"]["fractions"] = {}
-    out = cfg.copy()
-    with open_dict(out):
-        out.dataset = OmegaConf.merge(defaults, given)
-    return out
-
-
-def _check(ds: Any) -> None:
-    if not ds.get("name"):
+def check_spec(ds: DatasetSpec) -> None:
+    """Fail with one line when the spec cannot give a dataset (before anything is read)."""
+    if not ds.name:
         raise UserError("no dataset selected: pass dataset=<name> (conf/dataset/<name>.yaml)")
-    if not ds.get("sources"):
+    if not ds.sources:
         raise UserError(f"dataset '{ds.name}': dataset.sources is empty")
-    if int(ds.get("patch_px") or 0) <= 0 or float(ds.get("mpp") or 0) <= 0:
+    if int(ds.patch_px or 0) <= 0 or float(ds.mpp or 0) <= 0:
         raise UserError(f"dataset '{ds.name}': patch_px and mpp must be positive")
-    if ds.split.by not in ("slide", "patient", "group"):
+    if ds.split.by not in SPLIT_UNITS:
         raise UserError(f"dataset.split.by '{ds.split.by}': use slide, patient or group")
 
 
-def make_plan(cfg: Any, registry: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_plan(
+    ds: DatasetSpec, project: ProjectSpec, registry: pd.DataFrame, detector: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All planned patch rows (without pixels) and the kept annotation points."""
-    ds = cfg.dataset
-    mapper = ClassMapper(cfg.project.classes, ds.get("class_map"))
+    mapper = ClassMapper(project.class_names, ds.class_map)
     rng = np.random.default_rng(int(ds.split.seed))
     frames, points = [], []
     for i, src in enumerate(ds.sources):
-        where, kind = f"dataset.sources[{i}]", src.get("type")
+        where, kind = f"dataset.sources[{i}]", src.type
         if kind in planning.ANNOTATION_TYPES:
             f, p = planning.plan_annotations(src, ds, registry, mapper, rng, where)
             frames, points = frames + f, points + p
         elif kind in planning.SLIDE_TYPES:
-            frames += planning.plan_slide_labels(cfg, src, ds, registry, mapper, rng, where)
+            frames += planning.plan_slide_labels(src, ds, registry, mapper, rng, where, detector)
         elif kind in planning.IMAGE_TYPES:
-            frames.append(plan_images(src, ds, mapper, where))
+            frames.append(plan_images(src, mapper, where))
         else:
             kinds = sorted(
                 {*planning.ANNOTATION_TYPES, *planning.SLIDE_TYPES, *planning.IMAGE_TYPES}
@@ -115,9 +93,9 @@ def make_plan(cfg: Any, registry: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     return plan, pts
 
 
-def _groups(cfg: Any, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.Series:
+def _groups(ds: DatasetSpec, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.Series:
     """The split unit of every row: slide name, or a registry column (patient / group)."""
-    by = cfg.dataset.split.by
+    by = ds.split.by
     from_slides = plan["slide_id"].astype(str) != ""
     group = (
         plan["group"].copy() if "group" in plan else pd.Series(None, index=plan.index, dtype=object)
@@ -125,7 +103,7 @@ def _groups(cfg: Any, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.Series:
     if by == "slide":
         group[from_slides] = plan.loc[from_slides, "slide"]
         return group.astype(str)
-    col = cfg.dataset.split.get("column") or by
+    col = ds.split.column or by
     if from_slides.any():
         if col not in registry.columns:
             raise UserError(
@@ -138,14 +116,15 @@ def _groups(cfg: Any, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.Series:
     return group.astype(str)
 
 
-def _finish_plan(cfg: Any, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.DataFrame:
-    ds = cfg.dataset
-    classes = [str(c["name"]) for c in cfg.project.classes]
+def finish_plan(
+    ds: DatasetSpec, classes: list[str], plan: pd.DataFrame, registry: pd.DataFrame
+) -> pd.DataFrame:
+    """Patch ids, labels, groups, splits, order and pyramid levels of a plan."""
+    mpp, patch_px = float(ds.mpp or 0), int(ds.patch_px)
     slide_rows = plan["slide_id"].astype(str) != ""
-    plan.loc[slide_rows, "mpp"] = float(ds.mpp)
-    plan["patch_px"] = int(ds.patch_px)
+    plan.loc[slide_rows, "mpp"] = mpp
+    plan["patch_px"] = patch_px
     plan["label"] = [classes[i] for i in plan["label_idx"]]
-    mpp, patch_px = float(ds.mpp), int(ds.patch_px)
     keys = [
         f"{s}:{x}:{y}:{mpp}:{patch_px}:{lab}"
         for s, x, y, lab in zip(plan["slide_id"], plan["x"], plan["y"], plan["label"], strict=True)
@@ -153,15 +132,15 @@ def _finish_plan(cfg: Any, plan: pd.DataFrame, registry: pd.DataFrame) -> pd.Dat
     ids = [hashlib.sha1(k.encode()).hexdigest()[:16] for k in keys]
     plan["patch_id"] = np.where(slide_rows, ids, plan.get("patch_id", pd.Series(ids)).astype(str))
     plan = plan.drop_duplicates("patch_id", ignore_index=True)
-    plan["group"] = _groups(cfg, plan, registry)
-    plan["split"] = assign_splits(plan, ds.split.fractions, int(ds.split.seed), len(classes))
+    plan["group"] = _groups(ds, plan, registry)
+    plan["split"] = assign_splits(plan, dict(ds.split.fractions), int(ds.split.seed), len(classes))
     plan["_order"] = plan["split"].map({s: i for i, s in enumerate(SPLITS)})
     plan = plan.sort_values(["_order", "slide", "y", "x", "patch_id"], kind="mergesort")
     plan = plan.drop(columns="_order").reset_index(drop=True)
     levels = {}
     for sid in plan.loc[plan["slide_id"].astype(str) != "", "slide_id"].unique():
         r = registry.set_index("slide_id").loc[sid]
-        levels[sid] = pyramid_level(str(r["path"]), float(r["mpp_x"]), float(ds.mpp))
+        levels[sid] = pyramid_level(str(r["path"]), float(r["mpp_x"]), mpp)
     plan["pyramid_level"] = plan["slide_id"].map(levels).fillna(-1).astype(np.int64)
     return plan
 
@@ -173,37 +152,37 @@ def _progress(total: int):
     return bar, bar.update
 
 
-def build_dataset(cfg: Any) -> dict[str, Any]:
-    """Build `cfg.dataset` into data/<project>/datasets/<name>/ and return a summary."""
-    from autoscope.slides.registry import load_registry
+def build_dataset(
+    ds: DatasetSpec, project: ProjectSpec, stores: Stores, *, detector: Any
+) -> dict[str, Any]:
+    """Build a dataset into `<stores.data>/datasets/<name>/` and return a summary.
 
+    Args:
+        ds: The dataset to build.
+        project: The project (its classes give the label indices).
+        stores: The project's stores (workspace for `dvc_add`, data folder for registry/datasets).
+        detector: Tissue detector (`mask(rgb)`) for slide-label sources on slides whose registry
+            row has no stored tissue mask.
+
+    Raises:
+        UserError: a bad spec or input; nothing is written then.
+    """
     t0 = time.perf_counter()
-    cfg = with_defaults(cfg)
-    ds = cfg.dataset
-    _check(ds)
-    workspace = Path(cfg.paths.workspace)
+    check_spec(ds)
+    workspace = Path(stores.workspace)
     if ds.dvc_add and not (workspace / ".dvc").is_dir():
         raise UserError(f"dataset.dvc_add: {workspace} is not a DVC repo (run `dvc init` there)")
-    registry = load_registry(cfg)
-    plan, points = make_plan(cfg, registry)
-    plan = _finish_plan(cfg, plan, registry)
+    registry = load_registry(stores)
+    plan, points = make_plan(ds, project, registry, detector)
+    plan = finish_plan(ds, project.class_names, plan, registry)
     print(f"dataset {ds.name}: {len(plan)} patches; {split_counts(plan)}")
-    final = dataset_dir(cfg)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    final = dataset_dir(stores, ds.name)
     slides = {str(r.slide_id): (str(r.path), float(r.mpp_x)) for r in registry.itertuples()}
-    try:
+    with atomic_dir(final) as tmp:
         bar, update = _progress(len(plan))
         with bar:
             colour = write_shards(
-                plan,
-                tmp,
-                int(ds.patch_px),
-                float(ds.get("shard_mb", 256)),
-                int(ds.get("workers", 1)),
-                slides,
-                update,
+                plan, tmp, int(ds.patch_px), float(ds.shard_mb), int(ds.workers), slides, update
             )
         manifest = plan.reindex(columns=COLUMNS)
         manifest.to_parquet(tmp / MANIFEST, index=False)
@@ -212,24 +191,18 @@ def build_dataset(cfg: Any) -> dict[str, Any]:
         extra = {
             "name": str(ds.name),
             "patch_px": int(ds.patch_px),
-            "mpp": float(ds.mpp),
+            "mpp": float(ds.mpp or 0),
             "split_by": str(ds.split.by),
             "seed": int(ds.split.seed),
         }
-        stats = compute_stats(
-            manifest, [c["name"] for c in cfg.project.classes], colour.result(), extra
-        )
+        stats = compute_stats(manifest, project.class_names, colour.result(), extra)
         write_stats(tmp, stats)
         pictures = write_pictures(
-            tmp, manifest, list(cfg.project.classes), int(ds.patch_px), int(ds.split.seed)
+            tmp, manifest, project.class_dicts(), int(ds.patch_px), int(ds.split.seed)
         )
         write_report(tmp, stats, pictures)
-        publish(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     version = dataset_version(final)
-    if ds.get("dvc_add"):
+    if ds.dvc_add:
         _dvc_add(workspace, final)
     seconds = time.perf_counter() - t0
     return {

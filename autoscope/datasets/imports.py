@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from autoscope.datasets.classes import ClassMapper
+from autoscope.datasets.spec import SourceSpec
 from autoscope.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -29,16 +29,16 @@ def _group(path: Path, regex: str | None) -> str:
     return path.stem
 
 
-def _listing(src: Any, where: str) -> pd.DataFrame:
+def _listing(src: SourceSpec, where: str) -> pd.DataFrame:
     """path, label, group, split of every image a folder or CSV source names."""
-    root = Path(str(src.get("path") or ""))
-    if src["type"] == "folder":
+    root = Path(src.path or "")
+    if src.type == "folder":
         if not root.is_dir():
             raise UserError(
                 f"{where}.path '{root}' is not a folder (want one sub-folder per class)"
             )
         rows = [
-            (p, d.name, _group(p, src.get("group_regex")), None)
+            (p, d.name, _group(p, src.group_regex), None)
             for d in sorted(root.iterdir())
             if d.is_dir()
             for p in sorted(d.rglob("*"))
@@ -56,7 +56,7 @@ def _listing(src: Any, where: str) -> pd.DataFrame:
     if not {"path", "label"} <= set(df.columns):
         raise UserError(f"{root}: an image CSV needs columns path,label[,group][,split]")
     paths = [p if p.is_absolute() else root.parent / p for p in map(Path, df["path"])]
-    groups = df["group"] if "group" in df else [_group(p, src.get("group_regex")) for p in paths]
+    groups = df["group"] if "group" in df else [_group(p, src.group_regex) for p in paths]
     splits = df["split"] if "split" in df else [None] * len(df)
     out = pd.DataFrame({"path": paths, "label": df["label"], "group": groups, "split": splits})
     for i, s in enumerate(out["split"]):
@@ -66,7 +66,7 @@ def _listing(src: Any, where: str) -> pd.DataFrame:
     return out
 
 
-def plan_images(src: Any, ds: Any, mapper: ClassMapper, where: str) -> pd.DataFrame:
+def plan_images(src: SourceSpec, mapper: ClassMapper, where: str) -> pd.DataFrame:
     """Plan rows for a folder or CSV source (patch_id = hash of the image bytes)."""
     listing = _listing(src, where)
     rows = []
@@ -85,7 +85,7 @@ def plan_images(src: Any, ds: Any, mapper: ClassMapper, where: str) -> pd.DataFr
                 "x": 0,
                 "y": 0,
                 "label_idx": idx,
-                "label_level": src.get("label_level") or "tissue",
+                "label_level": src.label_level or "tissue",
                 "source": str(p),
                 "group": str(group),
                 "split": split,
@@ -94,7 +94,7 @@ def plan_images(src: Any, ds: Any, mapper: ClassMapper, where: str) -> pd.DataFr
             }
         )
     frame = pd.DataFrame(rows)
-    frame["mpp"] = float(src["mpp"]) if src.get("mpp") is not None else np.nan
+    frame["mpp"] = float(src.mpp) if src.mpp is not None else np.nan
     frame["pyramid_level"] = -1
     return frame
 

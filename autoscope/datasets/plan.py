@@ -11,6 +11,8 @@
   path,label[,group][,split]}`: pre-cut images (see `imports`; optional `mpp`, `group_regex`).
 
 Any source may override `stride_px`, `min_overlap`, `max_patches_per_slide` and `label_level`.
+Patches are placed by the project's one sampler (`autoscope.slides.samplers`), with lengths in
+level-0 pixels from `autoscope.slides.units.level0_px`, as inference places them.
 Annotation files are matched to registered slides by file stem (= slide name), by an explicit
 `slide:` or by a `files:` mapping. Everything is validated here (classes, geometry, slides), so
 a bad input fails before anything is written.
@@ -25,10 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autoscope.datasets import sampling
 from autoscope.datasets.annotations import read_annotations
 from autoscope.datasets.classes import ClassMapper
+from autoscope.datasets.spec import DatasetSpec, SourceSpec
 from autoscope.errors import UserError
+from autoscope.slides import samplers
+from autoscope.slides.units import level0_px
 
 ANNOTATION_TYPES = {
     "geojson": (".geojson", ".json"),
@@ -39,32 +43,24 @@ IMAGE_TYPES = {"folder", "csv"}
 SLIDE_TYPES = {"slide_labels"}
 
 
-def _opt(src: Any, ds: Any, key: str, default: Any = None) -> Any:
-    """A per-source setting, falling back to the dataset-wide one."""
-    if key in src and src[key] is not None:
-        return src[key]
-    value = ds.get(key)
-    return default if value is None else value
-
-
-def annotation_files(src: Any, where: str) -> list[tuple[str | None, Path]]:
+def annotation_files(src: SourceSpec, where: str) -> list[tuple[str | None, Path]]:
     """(slide ref or None for "by stem", file) pairs of an annotation source."""
-    suffixes = ANNOTATION_TYPES[src["type"]]
-    if src.get("files"):
-        return [(str(k), Path(str(v))) for k, v in dict(src["files"]).items()]
-    if src.get("glob"):
-        hits = sorted(Path(p) for p in globlib.glob(str(src["glob"]), recursive=True))
+    suffixes = ANNOTATION_TYPES[src.type]
+    if src.files:
+        return [(str(k), Path(str(v))) for k, v in dict(src.files).items()]
+    if src.glob:
+        hits = sorted(Path(p) for p in globlib.glob(src.glob, recursive=True))
         if not hits:
-            raise UserError(f"{where}.glob '{src['glob']}' matches no files")
+            raise UserError(f"{where}.glob '{src.glob}' matches no files")
         return [(None, p) for p in hits]
-    if src.get("path"):
-        p = Path(str(src["path"]))
+    if src.path:
+        p = Path(src.path)
         if p.is_dir():
             hits = sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes)
             if not hits:
                 raise UserError(f"{where}.path '{p}' holds no {'/'.join(suffixes)} files")
             return [(None, q) for q in hits]
-        return [(src.get("slide"), p)]
+        return [(src.slide, p)]
     raise UserError(f"{where} needs one of path, glob or files")
 
 
@@ -99,6 +95,12 @@ def _geometry(row: pd.Series) -> tuple[int, int, float]:
     return int(row["width_px"]), int(row["height_px"]), float(row["mpp_x"])
 
 
+def _lengths(ds: DatasetSpec, src: SourceSpec, slide_mpp: float) -> tuple[int, int]:
+    """(patch footprint, grid step) of a source on a slide, in whole level-0 pixels."""
+    mpp = float(ds.mpp or 0)
+    return level0_px(slide_mpp, mpp, ds.patch_px), level0_px(slide_mpp, mpp, ds.stride(src))
+
+
 def _rows(
     row: pd.Series, xy: np.ndarray, labels: np.ndarray, level: str, source: str
 ) -> pd.DataFrame:
@@ -118,8 +120,8 @@ def _rows(
 
 
 def plan_annotations(
-    src: Any,
-    ds: Any,
+    src: SourceSpec,
+    ds: DatasetSpec,
     registry: pd.DataFrame,
     mapper: ClassMapper,
     rng: np.random.Generator,
@@ -129,15 +131,14 @@ def plan_annotations(
     import shapely
 
     frames, points = [], []
-    mpp, patch_px = float(ds.mpp), int(ds.patch_px)
+    max_n = ds.setting(src, "max_patches_per_slide")
+    level = ds.setting(src, "label_level")
     for ref, path in annotation_files(src, where):
         row = find_slide(registry, ref or path.stem, f"{path}")
         ann = read_annotations(path)
         w, h, slide_mpp = _geometry(row)
         ann.check_inside(w, h)
-        fp = patch_px * mpp / slide_mpp
-        stride = float(_opt(src, ds, "stride_px", patch_px)) * mpp / slide_mpp
-        max_n = _opt(src, ds, "max_patches_per_slide")
+        fp, stride = _lengths(ds, src, slide_mpp)
         by_class: dict[int, list] = {}
         for r in ann.regions:
             idx = mapper.index(r.label, f"{path}: {r.feature}")
@@ -145,13 +146,10 @@ def plan_annotations(
                 by_class.setdefault(idx, []).append(r.geometry)
         if by_class:
             union = {k: shapely.union_all(v) for k, v in sorted(by_class.items())}
-            xy, lab = sampling.in_regions(
-                union, fp, stride, float(_opt(src, ds, "min_overlap", 0.5)), w, h
-            )
-            keep = sampling.cap(len(xy), max_n, rng)
-            frames.append(
-                _rows(row, xy[keep], lab[keep], _opt(src, ds, "label_level", "tissue"), str(path))
-            )
+            overlap = float(ds.setting(src, "min_overlap"))
+            xy, lab = samplers.in_regions(union, fp, stride, overlap, w, h)
+            keep = samplers.cap(len(xy), max_n, rng)
+            frames.append(_rows(row, xy[keep], lab[keep], level, str(path)))
         kept = [(p, mapper.index(p.label, f"{path}: {p.feature}")) for p in ann.points]
         kept = [(p, i) for p, i in kept if i is not None]
         if kept:
@@ -169,60 +167,64 @@ def plan_annotations(
                     }
                 )
             )
-            keep = sampling.cap(len(pts), max_n, rng)
-            f = _rows(
-                row, sampling.around_points(pts[keep], fp, w, h), lab[keep], "cell", str(path)
-            )
+            keep = samplers.cap(len(pts), max_n, rng)
+            corners = samplers.around_points(pts[keep], fp, w, h)
+            f = _rows(row, corners, lab[keep], "cell", str(path))
             f["point_x"], f["point_y"] = pts[keep, 0], pts[keep, 1]
             frames.append(f)
     return frames, points
 
 
-def _tissue_mask(cfg: Any, row: pd.Series) -> tuple[np.ndarray, float]:
-    """The slide's low-resolution tissue mask and its downsample (level-0 px per mask px)."""
+def _tissue_mask(row: pd.Series, detector: Any) -> tuple[np.ndarray, float]:
+    """The slide's low-resolution tissue mask and its downsample (level-0 px per mask px).
+
+    The mask the registry stored at ingest time; a slide without one is detected again with
+    `detector` (an object with `mask(rgb) -> bool mask`, e.g. `TissueDetector`).
+    """
     mask_path = row.get("tissue_mask")
     if isinstance(mask_path, str) and mask_path and Path(mask_path).is_file():
         from PIL import Image
 
         mask = np.asarray(Image.open(mask_path).convert("L")) > 0
         return mask, float(row["width_px"]) / mask.shape[1]
-    from omegaconf import OmegaConf
-
     from autoscope.slides.reader import open_reader
-    from autoscope.slides.tissue import TissueDetector
 
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.tissue).items() if k != "_target_"}
     with open_reader(row["path"], mpp_x=float(row["mpp_x"])) as reader:
         thumb = reader.thumbnail(1024)
-    return TissueDetector(**kwargs).mask(thumb), float(row["width_px"]) / thumb.shape[1]
+    return np.asarray(detector.mask(thumb), bool), float(row["width_px"]) / thumb.shape[1]
+
+
+def _slide_label_pairs(
+    src: SourceSpec, registry: pd.DataFrame, where: str
+) -> tuple[list[tuple[str, Any]], str]:
+    """(slide ref, label) pairs of a slide-label source, and where they come from."""
+    if src.path:
+        table = pd.read_csv(src.path)
+        if not {"slide", "label"} <= set(table.columns):
+            raise UserError(f"{src.path}: a slide-label CSV needs columns slide,label")
+        return list(zip(table["slide"].astype(str), table["label"], strict=True)), src.path
+    col = src.column
+    if not col or col not in registry.columns:
+        raise UserError(f"{where}.column '{col}' is not a registry column (or give path: a CSV)")
+    ok = registry[(registry["status"] == "ok") & registry[col].notna()]
+    return list(zip(ok["name"].astype(str), ok[col], strict=True)), f"registry:{col}"
 
 
 def plan_slide_labels(
-    cfg: Any,
-    src: Any,
-    ds: Any,
+    src: SourceSpec,
+    ds: DatasetSpec,
     registry: pd.DataFrame,
     mapper: ClassMapper,
     rng: np.random.Generator,
     where: str,
+    detector: Any,
 ) -> list[pd.DataFrame]:
-    """Organ/slide-level patches from the tissue area of slides with a label."""
-    if src.get("path"):
-        table = pd.read_csv(str(src["path"]))
-        if not {"slide", "label"} <= set(table.columns):
-            raise UserError(f"{src['path']}: a slide-label CSV needs columns slide,label")
-        pairs = list(zip(table["slide"].astype(str), table["label"], strict=True))
-        origin = str(src["path"])
-    else:
-        col = src.get("column")
-        if not col or col not in registry.columns:
-            raise UserError(
-                f"{where}.column '{col}' is not a registry column (or give path: a CSV)"
-            )
-        ok = registry[(registry["status"] == "ok") & registry[col].notna()]
-        pairs = list(zip(ok["name"].astype(str), ok[col], strict=True))
-        origin = f"registry:{col}"
-    mpp, patch_px = float(ds.mpp), int(ds.patch_px)
+    """Organ/slide-level patches from the tissue area of slides with a label.
+
+    A grid patch is kept when its tissue share reaches `min_overlap`
+    (`autoscope.slides.samplers.foreground_grid`, the rule inference uses).
+    """
+    pairs, origin = _slide_label_pairs(src, registry, where)
     frames = []
     for ref, label in pairs:
         row = find_slide(registry, ref, origin)
@@ -230,13 +232,11 @@ def plan_slide_labels(
         if idx is None:
             continue
         w, h, slide_mpp = _geometry(row)
-        fp = patch_px * mpp / slide_mpp
-        stride = float(_opt(src, ds, "stride_px", patch_px)) * mpp / slide_mpp
-        mask, down = _tissue_mask(cfg, row)
-        xy = sampling.in_mask(
-            mask, down, fp, stride, float(_opt(src, ds, "min_overlap", 0.5)), w, h
-        )
-        xy = xy[sampling.cap(len(xy), _opt(src, ds, "max_patches_per_slide"), rng)]
+        fp, stride = _lengths(ds, src, slide_mpp)
+        mask, down = _tissue_mask(row, detector)
+        overlap = float(ds.setting(src, "min_overlap"))
+        xy = samplers.foreground_grid(mask, down, fp, stride, overlap, width=w, height=h)
+        xy = xy[samplers.cap(len(xy), ds.setting(src, "max_patches_per_slide"), rng)]
         labels = np.full(len(xy), idx, np.int64)
-        frames.append(_rows(row, xy, labels, src.get("label_level") or "organ", origin))
+        frames.append(_rows(row, xy, labels, src.label_level or "organ", origin))
     return frames

@@ -1,34 +1,46 @@
-"""Where datasets live, how they are read, and their version (the DVC hash of the folder)."""
+"""Where datasets live, how they are read, and their version (the DVC hash of the folder).
+
+Functions that locate datasets take `where`: the project's `Stores` or its data folder
+(`paths.data`, i.e. `Stores.data`, `data/<project>`); datasets live in `<data>/datasets/<name>`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from autoscope.atomic import write_json
 from autoscope.errors import UserError
+from autoscope.project import Stores
 
 MANIFEST = "manifest.parquet"
 
 
-def datasets_root(cfg: Any) -> Path:
-    """`data/<project>/datasets`."""
-    return Path(cfg.paths.data) / "datasets"
+def datasets_root(where: Stores | str | Path) -> Path:
+    """`data/<project>/datasets` of a project's `Stores` or data folder."""
+    data = where.data if isinstance(where, Stores) else Path(where)
+    return data / "datasets"
 
 
-def dataset_dir(cfg: Any, name: str | None = None) -> Path:
-    """Folder of the dataset `name` (default `cfg.dataset.name`); a path to a folder also works."""
-    name = name or (cfg.dataset.get("name") if cfg.get("dataset") else None)
+def dataset_dir(where: Stores | str | Path, name: str | None) -> Path:
+    """Folder of the dataset `name` of a project; a path to a built dataset folder also works.
+
+    Args:
+        where: The project's `Stores` or data folder (`Stores.data`).
+        name: Dataset name (`dataset.name`), or a path to a built dataset folder.
+
+    Raises:
+        UserError: no name (no dataset selected).
+    """
     if not name:
         raise UserError("no dataset selected: pass dataset=<name> (conf/dataset/<name>.yaml)")
     if "/" in str(name) and (Path(str(name)) / MANIFEST).is_file():
         return Path(str(name))
-    return datasets_root(cfg) / str(name)
+    return datasets_root(where) / str(name)
 
 
 def read_manifest(ds_dir: Path, columns: list[str] | None = None) -> pd.DataFrame:
@@ -105,26 +117,13 @@ def dataset_version(ds_dir: str | Path) -> str:
     odb = HashFileDB(MemoryFileSystem(), "/staging")
     _, _, obj = build(odb, str(ds_dir), LocalFileSystem(), "md5", dry_run=True)
     version = str(obj.hash_info.value)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": version, "signature": sig}))
-    os.replace(tmp, cache)
+    write_json(cache, {"version": version, "signature": sig})
     return version
 
 
-def publish(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a finished temporary folder into place, replacing an older version atomically."""
-    old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
-    if final_dir.exists():
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def list_datasets(cfg: Any) -> list[Path]:
-    """Folders of the project's built datasets."""
-    root = datasets_root(cfg)
+def list_datasets(where: Stores | str | Path) -> list[Path]:
+    """Folders of the project's built datasets (`where`: its `Stores` or data folder)."""
+    root = datasets_root(where)
     if not root.is_dir():
         return []
     return sorted(
@@ -132,10 +131,10 @@ def list_datasets(cfg: Any) -> list[Path]:
     )
 
 
-def datasets_using_slide(cfg: Any, slide_id: str) -> list[str]:
+def datasets_using_slide(where: Stores | str | Path, slide_id: str) -> list[str]:
     """Names of the project's datasets that hold patches of a slide."""
     names = []
-    for d in list_datasets(cfg):
+    for d in list_datasets(where):
         ids = pd.read_parquet(d / MANIFEST, columns=["slide_id"])["slide_id"]
         if (ids == slide_id).any():
             names.append(d.name)

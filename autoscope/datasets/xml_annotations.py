@@ -11,7 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from autoscope.datasets.annotations import (
+from autoscope.datasets.annotation_types import (
     UNCLASSIFIED,
     Annotations,
     CellPoint,

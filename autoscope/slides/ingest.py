@@ -10,10 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from autoscope.project import Stores
 from autoscope.slides.inspect import SlideProblem, content_hash, read_slide_facts
 from autoscope.slides.overview import write_overview
 from autoscope.slides.registry import load_registry, registry_path, save_registry, slides_dir
 from autoscope.slides.sources import MPP_COLUMNS, discover, metadata_for, read_metadata
+from autoscope.slides.spec import SlidesSpec
 
 CHECKPOINT_EVERY = 25  # slides between atomic registry checkpoints on long runs
 
@@ -47,12 +49,19 @@ def resolve_mpp(
 
 
 class Ingest:
-    """One ingestion run over the sources of a recipe (`slides.*` config)."""
+    """One ingestion run over the sources of a `SlidesSpec` into a project's registry.
 
-    def __init__(self, cfg: Any, detector: Any) -> None:
-        self.cfg, self.sc, self.detector = cfg, cfg.slides, detector
-        self.out = slides_dir(cfg)
-        self.old = load_registry(cfg)
+    Args:
+        spec: What to ingest and how (`conf/slides/*.yaml`).
+        where: The project's `Stores` or data folder (the registry goes to `<data>/slides/`).
+        detector: The tissue detector (`mask(rgb)`) of the stored masks, e.g. `TissueDetector`.
+    """
+
+    def __init__(self, spec: SlidesSpec, where: Stores | Path, detector: Any) -> None:
+        self.sc, self.detector = spec, detector
+        self.out = slides_dir(where)
+        self.path = registry_path(where)
+        self.old = load_registry(self.path)
         self.meta = read_metadata(self.sc.metadata)
         self.rows: dict[str, dict] = {}
         self.actions: Counter[str] = Counter()
@@ -188,15 +197,15 @@ class Ingest:
             for k in self.meta.get("_key", [])
             if "/" in str(k) and Path(k).is_file() and Path(k) not in files
         ]
-        print(f"ingesting {len(files)} file(s) into {registry_path(self.cfg)}", flush=True)
+        print(f"ingesting {len(files)} file(s) into {self.path}", flush=True)
         t0 = time.perf_counter()
         for i, f in enumerate(files, 1):
             self.one(f)
             if i % CHECKPOINT_EVERY == 0:
-                save_registry(self.registry(), registry_path(self.cfg))
+                save_registry(self.registry(), self.path)
         self.missing_from_metadata()
         df = self.registry()
-        save_registry(df, registry_path(self.cfg))
+        save_registry(df, self.path)
         dt = time.perf_counter() - t0
         status = Counter(df["status"]) if len(df) else Counter()
         print(

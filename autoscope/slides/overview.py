@@ -5,20 +5,19 @@ Both come from the one tile reader (`autoscope.slides.reader`) and the tissue de
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autoscope.atomic import atomic_file
+
 
 def _save_png(img: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    Image.fromarray(img).save(tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
 
 
 def write_overview(

@@ -30,11 +30,11 @@ from PIL import Image
 
 from autoscope.errors import UserError
 from autoscope.slides.tiff_fast import JpegTileLevel, TileCache, page_is_supported
+from autoscope.slides.units import MPP_TOLERANCE
 
 log = logging.getLogger(__name__)
 
 FAST_VENDORS = ("aperio", "generic-tiff")  # tiles are plain JPEG in the TIFF pages, no overlaps
-MPP_TOLERANCE = 0.01  # a level within 1 % of the target mpp is used as is (no resampling)
 CHECK_MAX_DIFF = 2  # the open-time self-check's allowed decoder difference vs OpenSlide
 ARGB_RAW_MODE = "BGRX" if sys.byteorder == "little" else "XRGB"  # native uint32 ARGB in memory
 

@@ -1,14 +1,21 @@
-"""The slide registry: one parquet row per slide, keyed by content hash, written atomically."""
+"""The slide registry: one parquet row per slide, keyed by content hash, written atomically.
+
+Functions that locate the registry take `where`: the project's `Stores`, its data folder
+(`Stores.data`, `data/<project>`), or (`load_registry`, `resolve_slide`) the registry parquet
+file itself. The registry, thumbnails and tissue masks live in `<data>/slides/`.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from autoscope.atomic import atomic_file
 from autoscope.errors import UserError
+from autoscope.project import Stores
+
+REGISTRY = "registry.parquet"
 
 # Registry columns in display order; metadata CSV columns follow them.
 COLUMNS: list[str] = [
@@ -41,14 +48,20 @@ COLUMNS: list[str] = [
 USABLE = "ok"  # the one status with which a slide feeds datasets and inference
 
 
-def slides_dir(cfg: Any) -> Path:
-    """Folder of the project's registry, thumbnails and tissue masks."""
-    return Path(cfg.paths.data) / "slides"
+def slides_dir(where: Stores | str | Path) -> Path:
+    """Folder of the project's registry, thumbnails and tissue masks (`<data>/slides`)."""
+    if isinstance(where, Stores):
+        return where.data / "slides"
+    p = Path(where)
+    return p.parent if p.suffix == ".parquet" else p / "slides"
 
 
-def registry_path(cfg: Any) -> Path:
-    """Path of the project's registry parquet."""
-    return slides_dir(cfg) / "registry.parquet"
+def registry_path(where: Stores | str | Path) -> Path:
+    """Path of the project's registry parquet (`<data>/slides/registry.parquet`)."""
+    p = Path(where) if not isinstance(where, Stores) else None
+    if p is not None and p.suffix == ".parquet":
+        return p
+    return slides_dir(where) / REGISTRY
 
 
 def empty_registry() -> pd.DataFrame:
@@ -56,32 +69,38 @@ def empty_registry() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
 
 
-def load_registry(cfg: Any) -> pd.DataFrame:
-    """Read the project's registry (an empty frame with the columns when there is none yet)."""
-    p = registry_path(cfg)
+def load_registry(where: Stores | str | Path) -> pd.DataFrame:
+    """Read a project's registry (an empty frame with the columns when there is none yet).
+
+    Args:
+        where: The project's `Stores`, its data folder, or the registry parquet file.
+    """
+    p = registry_path(where)
     return pd.read_parquet(p) if p.is_file() else empty_registry()
 
 
 def save_registry(df: pd.DataFrame, path: Path) -> None:
-    """Write the registry atomically: a temporary file renamed over the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the registry to `path` atomically (`autoscope.atomic`), columns in contract order."""
     extra = [c for c in df.columns if c not in COLUMNS]
     df = df.reindex(columns=COLUMNS + extra)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.reset_index(drop=True).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        df.reset_index(drop=True).to_parquet(tmp, index=False)
 
 
-def resolve_slide(cfg: Any, ref: str) -> pd.Series:
+def resolve_slide(where: Stores | str | Path, ref: str) -> pd.Series:
     """Find one registered slide by slide_id (or a unique prefix), name, or path.
+
+    Args:
+        where: The project's `Stores`, its data folder, or the registry parquet file.
+        ref: slide_id, a unique slide_id prefix, the slide name or its file path.
 
     Raises:
         UserError: no slide or more than one slide matches.
     """
-    df = load_registry(cfg)
+    df = load_registry(where)
     if df.empty:
         raise UserError(
-            f"no slides registered in {registry_path(cfg)}: run `autoscope slides ingest` first"
+            f"no slides registered in {registry_path(where)}: run `autoscope slides ingest` first"
         )
     ref_path = str(Path(ref).expanduser().resolve()) if ("/" in ref or Path(ref).exists()) else None
     hits = df[
@@ -92,7 +111,7 @@ def resolve_slide(cfg: Any, ref: str) -> pd.Series:
     ]
     if len(hits) == 0:
         raise UserError(
-            f"unknown slide '{ref}' in project '{cfg.project.name}' (see `autoscope slides list`)"
+            f"unknown slide '{ref}' in {registry_path(where)} (see `autoscope slides list`)"
         )
     if len(hits) > 1 and not (hits["slide_id"] == ref).any():
         names = ", ".join(hits["name"].astype(str).head(5))

@@ -1,17 +1,26 @@
 """Patch samplers: where patches go on a slide, as level-0 top-left corners.
 
-Every sampler returns ``np.ndarray[int64]`` of shape ``(N, 2)`` holding ``(x0, y0)`` in level-0
-pixels, row-major (sorted by y, then x) for the grid samplers and in draw order for the random
-one. They are pure functions of their arguments: the same seed gives the same coordinates.
-Grids are anchored at the slide origin, so the same stride gives the same lattice everywhere.
+The one sampler of the project: dataset building (training) and the inference engine both place
+patches here. Every sampler returns ``np.ndarray[int64]`` of shape ``(N, 2)`` holding
+``(x0, y0)`` in level-0 pixels, row-major (sorted by y, then x) for the grid samplers and in draw
+order for the random one. They are pure functions of their arguments: the same seed gives the
+same coordinates. Grids are anchored at the slide origin, so the same stride gives the same
+lattice everywhere (and `dataset diff` compares like with like).
+
+One coverage rule: a patch is kept when the share of its footprint covered (by tissue in a
+mask: :func:`tissue_fractions`; by annotated regions: :func:`region_fractions`) is at least a
+minimal fraction, decided by :func:`covered`. Lengths in level-0 pixels come from
+:func:`autoscope.slides.units.level0_px`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+COVER_EPS = 1e-9  # a fraction this close below the minimum still counts (float round-off)
 
 
 def _empty() -> np.ndarray:
@@ -26,6 +35,11 @@ def _lattice(x_start: int, x_stop: int, y_start: int, y_stop: int, stride: int) 
         return _empty()
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
+
+
+def covered(fractions: np.ndarray, min_fraction: float) -> np.ndarray:
+    """The one coverage rule: which patches have at least `min_fraction` (0..1) covered."""
+    return np.asarray(fractions, float) >= float(min_fraction) - COVER_EPS
 
 
 def _check(patch_px_level0: int, stride_px_level0: int) -> None:
@@ -115,7 +129,7 @@ def foreground_grid(
     h = height if height is not None else round(mask.shape[0] * mask_downsample)
     coords = grid(w, h, patch_px_level0, stride_px_level0, cover_edges=cover_edges)
     frac = tissue_fractions(coords, mask, mask_downsample, patch_px_level0)
-    return coords[frac >= min_tissue_fraction - 1e-12]
+    return coords[covered(frac, min_tissue_fraction)]
 
 
 def random_points(
@@ -149,12 +163,91 @@ def random_points(
         cand = np.stack([xs, ys], axis=1)
         if mask is not None:
             frac = tissue_fractions(cand, mask, mask_downsample, patch_px_level0)
-            cand = cand[frac >= min_tissue_fraction - 1e-12]
+            cand = cand[covered(frac, min_tissue_fraction)]
         found.append(cand)
         count += len(cand)
         if count >= n:
             break
     return np.concatenate(found)[:n] if found else _empty()
+
+
+def _region_lattice(
+    bounds: tuple[float, float, float, float],
+    patch_px_level0: int,
+    stride_px_level0: int,
+    width: int | None,
+    height: int | None,
+) -> np.ndarray:
+    """Lattice corners whose patch can touch `bounds` (and lies inside the slide, if sized)."""
+    minx, miny, maxx, maxy = bounds
+    s, p = stride_px_level0, patch_px_level0
+    x_start = max(0, int(np.ceil((minx - p) / s)) * s)  # first patch that can touch the area
+    y_start = max(0, int(np.ceil((miny - p) / s)) * s)
+    x_stop, y_stop = int(np.floor(maxx)) + 1, int(np.floor(maxy)) + 1
+    if width is not None:
+        x_stop = min(x_stop, width - p + 1)
+    if height is not None:
+        y_stop = min(y_stop, height - p + 1)
+    return _lattice(x_start, x_stop, y_start, y_stop, s)
+
+
+def region_fractions(coords: np.ndarray, area: Any, patch_px_level0: int) -> np.ndarray:
+    """Share of each patch's footprint inside a shapely geometry (exact polygon area).
+
+    Args:
+        coords: ``(N, 2)`` level-0 top-left corners.
+        area: A valid shapely (multi)polygon in level-0 pixels.
+        patch_px_level0: Patch side in level-0 pixels.
+    """
+    import shapely
+
+    if len(coords) == 0:
+        return np.zeros(0)
+    p = patch_px_level0
+    boxes = shapely.box(coords[:, 0], coords[:, 1], coords[:, 0] + p, coords[:, 1] + p)
+    shapely.prepare(area)
+    out = np.zeros(len(coords))
+    hit = np.flatnonzero(shapely.intersects(area, boxes))
+    if len(hit):
+        out[hit] = shapely.area(shapely.intersection(boxes[hit], area)) / float(p * p)
+    return out
+
+
+def in_regions(
+    regions: Mapping[int, Any],
+    patch_px_level0: int,
+    stride_px_level0: int,
+    min_overlap: float,
+    width: int,
+    height: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grid patches inside a slide covered by one class's regions for `min_overlap` of their area.
+
+    Args:
+        regions: Class index -> shapely geometry (union of that class's polygons), level-0 px.
+        patch_px_level0: Patch side in level-0 pixels.
+        stride_px_level0: Step between patches in level-0 pixels.
+        min_overlap: Minimal covered share (0..1] of the patch (see :func:`covered`).
+        width: Slide width in level-0 pixels (patches lie fully inside the slide).
+        height: Slide height in level-0 pixels.
+
+    Returns:
+        ``(xy int64 [N, 2], label_idx int64 [N])``; a patch covered by several classes takes the
+        one covering most of it.
+    """
+    _check(patch_px_level0, stride_px_level0)
+    if not regions:
+        return _empty(), np.zeros(0, np.int64)
+    b = np.array([g.bounds for g in regions.values()])
+    bounds = (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+    xy = _region_lattice(bounds, patch_px_level0, stride_px_level0, width, height)
+    if len(xy) == 0:
+        return _empty(), np.zeros(0, np.int64)
+    frac = np.stack([region_fractions(xy, g, patch_px_level0) for g in regions.values()], axis=1)
+    best = frac.argmax(axis=1)
+    keep = covered(frac[np.arange(len(xy)), best], min_overlap)
+    labels = np.array(list(regions.keys()), np.int64)[best]
+    return xy[keep], labels[keep]
 
 
 def in_polygons(
@@ -179,16 +272,22 @@ def in_polygons(
     if not geoms:
         return _empty()
     area = shapely.union_all(shapely.make_valid(np.asarray(geoms, dtype=object)))
-    minx, miny, maxx, maxy = area.bounds
-    s, p = stride_px_level0, patch_px_level0
-    x_start = max(0, int(np.ceil((minx - p) / s)) * s)  # first patch that can touch the area
-    y_start = max(0, int(np.ceil((miny - p) / s)) * s)
-    coords = _lattice(x_start, int(np.floor(maxx)) + 1, y_start, int(np.floor(maxy)) + 1, s)
-    if len(coords) == 0:
-        return coords
-    boxes = shapely.box(coords[:, 0], coords[:, 1], coords[:, 0] + p, coords[:, 1] + p)
-    shapely.prepare(area)
-    hit = shapely.intersects(area, boxes)
-    coords, boxes = coords[hit], boxes[hit]
-    inside = shapely.area(shapely.intersection(boxes, area))
-    return coords[inside >= min_overlap * p * p - 1e-6]
+    coords = _region_lattice(area.bounds, patch_px_level0, stride_px_level0, None, None)
+    return coords[covered(region_fractions(coords, area, patch_px_level0), min_overlap)]
+
+
+def around_points(
+    points_xy: np.ndarray, patch_px_level0: int, width: int, height: int
+) -> np.ndarray:
+    """Top-left corners of patches centred on level-0 points, shifted to stay inside the slide."""
+    corner = np.round(np.asarray(points_xy, float) - patch_px_level0 / 2.0)
+    corner[:, 0] = np.clip(corner[:, 0], 0, max(0, width - patch_px_level0))
+    corner[:, 1] = np.clip(corner[:, 1], 0, max(0, height - patch_px_level0))
+    return corner.astype(np.int64)
+
+
+def cap(n: int, max_n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of a seeded random subset of at most `max_n` of `n` items (all if None)."""
+    if max_n is None or n <= max_n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=int(max_n), replace=False))

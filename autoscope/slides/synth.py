@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from autoscope.atomic import atomic_file, write_text
 
 CLASSES = {1: ("tumor", [214, 39, 40]), 2: ("stroma", [31, 119, 180])}
 LABEL_DS = 4  # level-0 pixels per cell of the label map that drives rendering
@@ -241,7 +242,6 @@ def make_synthetic_slide(
     kw.update(dtype=np.uint8, metadata=None)
     if with_mpp:
         kw.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
-    tmp = path.with_name(path.name + ".part")
     img = np.empty((height_px // level_factor, width_px // level_factor, 3), np.uint8)  # level 1
 
     def level0_tiles() -> Iterator[np.ndarray]:
@@ -251,7 +251,10 @@ def make_synthetic_slide(
             img[y0 // level_factor : y0 // level_factor + len(small)] = small
             yield from (band[:, x : x + tile_px] for x in range(0, width_px, tile_px))
 
-    with tifffile.TiffWriter(tmp, bigtiff=width_px * height_px > 2**31) as tif:
+    with (
+        atomic_file(path) as tmp,
+        tifffile.TiffWriter(tmp, bigtiff=width_px * height_px > 2**31) as tif,
+    ):
         desc = f"AutoSCOPE synthetic slide seed={seed}"
         tif.write(level0_tiles(), shape=(height_px, width_px, 3), description=desc, **kw)
         size = max(width_px, height_px)
@@ -259,16 +262,12 @@ def make_synthetic_slide(
             size = max(img.shape[:2])
             tif.write(img, subfiletype=1, **kw)
             img = _shrink(img, level_factor)
-    os.replace(tmp, path)
 
     mask_path = path.with_name(path.stem + "_mask.png")
     geojson_path = path.with_suffix(".geojson")
-    Image.fromarray(truth).save(tmp := mask_path.with_name(mask_path.name + ".part"), "PNG")
-    os.replace(tmp, mask_path)
-    (tmp := geojson_path.with_name(geojson_path.name + ".part")).write_text(
-        json.dumps(_geojson(regions, rng))
-    )
-    os.replace(tmp, geojson_path)
+    with atomic_file(mask_path) as tmp:
+        Image.fromarray(truth).save(tmp, "PNG")
+    write_text(geojson_path, json.dumps(_geojson(regions, rng)))
     return SynthSlide(
         path, mask_path, geojson_path, truth, mask_downsample, width_px, height_px, mpp, pen
     )

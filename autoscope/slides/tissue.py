@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from autoscope.errors import UserError
+from autoscope.slides.units import MPP_TOLERANCE
 
 _WEAK, _STRONG, _PEN, _DARK = 1, 2, 4, 8  # colour-table flags
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
@@ -64,6 +66,27 @@ class TissueDetector:
     dark_ink_value: float = 0.35
     dark_ink_width: float = 0.015
     pen_dilate_px: int = 2
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> TissueDetector:
+        """The detector of plain settings: `conf/tissue/*.yaml` as a dict, or a model card's.
+
+        A `_target_` key (the config's, or one stored with the params) is ignored, so the
+        project's detector can be rebuilt from what a model card stored without Hydra.
+
+        Raises:
+            UserError: a key the detector does not take.
+        """
+        given = {k: v for k, v in dict(params or {}).items() if k != "_target_"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise UserError(f"tissue: unknown setting '{unknown[0]}' ({', '.join(sorted(known))})")
+        return cls(**given)
+
+    def params(self) -> dict[str, Any]:
+        """The settings as a plain dict (what `from_params` takes; stored in model cards)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def pixels(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-pixel decisions before morphology: ``(stained, pen)``, both HxW bool.
@@ -164,8 +187,9 @@ def slide_mask(
             raise UserError(f"tissue mask mpp must be positive, got {mask_mpp}")
         want = 32.0 if mpp is None else mask_mpp / mpp  # level-0 px per mask px
         downs = [float(d) for d in slide.level_downsamples]
-        level = max((i for i, d in enumerate(downs) if d <= want * 1.01), key=downs.__getitem__)
-        factor = max(1, math.floor(want / downs[level] * 1.01))
+        near = 1 + MPP_TOLERANCE  # a level within the MPP tolerance counts as the wanted one
+        level = max((i for i, d in enumerate(downs) if d <= want * near), key=downs.__getitem__)
+        factor = max(1, math.floor(want / downs[level] * near))
         img = _read_level(slide, level)
         h, w = img.shape[0] // factor, img.shape[1] // factor
         if factor > 1:  # box average (PIL, C speed) on the whole-block grid

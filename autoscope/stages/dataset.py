@@ -27,11 +27,66 @@ def _parse(prog: str, flags: list[str], *positional: str) -> argparse.Namespace:
     return args
 
 
+def _need(node: dict, key: str, where: str = "dataset") -> Any:
+    """A key every dataset has (from conf/dataset/_base.yaml); a one-line error when missing."""
+    if key not in node:
+        raise UserError(
+            f"{where}.{key} is missing: start the dataset file with `defaults: [_base, _self_]`"
+        )
+    return node[key]
+
+
+def _opt(value: Any, kind: type) -> Any:
+    return None if value is None else kind(value)
+
+
+def dataset_spec(cfg: Any) -> Any:
+    """The typed `DatasetSpec` of `cfg.dataset` (every default is in conf/dataset/_base.yaml)."""
+    from autoscope.config import to_dict
+    from autoscope.datasets.spec import DatasetSpec, SplitSpec, source_spec
+
+    d = to_dict(cfg.get("dataset")) or {}
+    split = _need(d, "split") or {}
+    sources = _need(d, "sources") or []
+    return DatasetSpec(
+        name=_opt(_need(d, "name"), str),
+        sources=tuple(source_spec(s, f"dataset.sources[{i}]") for i, s in enumerate(sources)),
+        class_map=dict(_need(d, "class_map") or {}),
+        patch_px=int(_need(d, "patch_px") or 0),
+        mpp=_opt(_need(d, "mpp"), float),
+        stride_px=_opt(_need(d, "stride_px"), int),
+        min_overlap=float(_need(d, "min_overlap")),
+        max_patches_per_slide=_opt(_need(d, "max_patches_per_slide"), int),
+        label_level=str(_need(d, "label_level")),
+        split=SplitSpec(
+            by=str(_need(split, "by", "dataset.split")),
+            column=_opt(_need(split, "column", "dataset.split"), str),
+            fractions={
+                str(k): float(v) for k, v in _need(split, "fractions", "dataset.split").items()
+            },
+            seed=int(_need(split, "seed", "dataset.split")),
+        ),
+        shard_mb=float(_need(d, "shard_mb")),
+        workers=int(_need(d, "workers")),
+        dvc_add=bool(_need(d, "dvc_add")),
+    )
+
+
+def _selected(cfg: Any) -> str | None:
+    """The name of the dataset the config selects (None: `dataset=none`)."""
+    ds = cfg.get("dataset")
+    return None if ds is None or ds.get("name") is None else str(ds.name)
+
+
 def build(cfg: Any) -> dict:
     """Build the dataset `cfg.dataset` and print where its report is."""
+    from autoscope.config import project_spec, stores_spec
     from autoscope.datasets.build import build_dataset
+    from autoscope.stages.slides import detector_from
 
-    result = build_dataset(cfg)
+    spec = dataset_spec(cfg)
+    project, stores = project_spec(cfg), stores_spec(cfg)
+    result = build_dataset(spec, project, stores, detector=detector_from(cfg))
     print(f"dataset {result['name']} version {result['version']}: {result['dir']}")
     print(f"report: {result['report']}")
     return result
@@ -39,11 +94,12 @@ def build(cfg: Any) -> dict:
 
 def list_view(cfg: Any, flags: list[str]) -> None:
     """Table of the project's datasets: name, patches, classes, version."""
+    from autoscope.config import stores_spec
     from autoscope.datasets.store import dataset_version, list_datasets
 
     args = _parse("list", flags)
     rows = []
-    for d in list_datasets(cfg):
+    for d in list_datasets(stores_spec(cfg)):
         stats = json.loads((d / "stats.json").read_text()) if (d / "stats.json").is_file() else {}
         rows.append(
             {
@@ -74,10 +130,11 @@ def list_view(cfg: Any, flags: list[str]) -> None:
 
 def show_view(cfg: Any, flags: list[str]) -> None:
     """One dataset (flag `name`, default cfg.dataset.name): stats, splits, version, report."""
+    from autoscope.config import stores_spec
     from autoscope.datasets.store import dataset_dir, dataset_version
 
     args = _parse("show", flags, "name")
-    d = dataset_dir(cfg, args.name)
+    d = dataset_dir(stores_spec(cfg), args.name or _selected(cfg))
     if not (d / "stats.json").is_file():
         raise UserError(f"no dataset at {d} (build it with `autoscope dataset build`)")
     stats = json.loads((d / "stats.json").read_text())
@@ -104,9 +161,11 @@ def show_view(cfg: Any, flags: list[str]) -> None:
 
 def diff_view(cfg: Any, flags: list[str]) -> None:
     """Patches added/removed and class counts changed between datasets `a` and `b`."""
+    from autoscope.config import stores_spec
     from autoscope.datasets.diff import diff_datasets, format_diff
     from autoscope.datasets.store import dataset_dir
 
     args = _parse("diff", flags, "a", "b")
-    d = diff_datasets(dataset_dir(cfg, args.a), dataset_dir(cfg, args.b))
+    stores = stores_spec(cfg)
+    d = diff_datasets(dataset_dir(stores, args.a), dataset_dir(stores, args.b))
     print(json.dumps(d, indent=2) if args.json else format_diff(d))

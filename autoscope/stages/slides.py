@@ -23,21 +23,44 @@ LIST_COLUMNS = [
 
 
 def detector_from(cfg: Any) -> Any:
-    """The tissue detector named by `cfg.tissue`."""
+    """The tissue detector named by `cfg.tissue` (its `_target_`, with the group's settings).
+
+    Without Hydra (a bento slide job, the archive review), the same detector comes from the
+    plain settings: `TissueDetector.from_params(params)` (a `_target_` key is ignored).
+    """
     from hydra.utils import instantiate
 
     return instantiate(cfg.tissue)
 
 
+def slides_spec(cfg: Any) -> Any:
+    """The typed `SlidesSpec` of `cfg.slides` (every default is in conf/slides/)."""
+    from autoscope.config import to_dict
+    from autoscope.slides.spec import SlidesSpec
+
+    s = to_dict(cfg.slides)
+    return SlidesSpec(
+        sources=tuple(str(x) for x in s.get("sources") or ()),
+        extensions=tuple(str(x) for x in s.get("extensions") or ()),
+        metadata=None if s.get("metadata") is None else str(s["metadata"]),
+        mpp=None if s.get("mpp") is None else float(s["mpp"]),
+        thumbnail_px=int(s["thumbnail_px"]),
+        mask_mpp=float(s["mask_mpp"]),
+        hash_bytes=int(s["hash_bytes"]),
+    )
+
+
 def ingest(cfg: Any) -> dict:
     """Register the slides of `slides.sources` (+ `slides.metadata`) into the project registry."""
+    from autoscope.config import stores_spec
     from autoscope.slides.ingest import Ingest
 
-    if not cfg.slides.sources and not cfg.slides.metadata:
+    spec = slides_spec(cfg)
+    if not spec.sources and not spec.metadata:
         raise UserError(
             "slides.sources is empty: give folders or globs, e.g. 'slides.sources=[/data/wsi]'"
         )
-    return Ingest(cfg, detector_from(cfg)).run()
+    return Ingest(spec, stores_spec(cfg), detector_from(cfg)).run()
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -49,6 +72,7 @@ def list_view(cfg: Any, flags: list[str]) -> None:
     """Print the registry as a table, filtered by --where (pandas query) and sorted by --sort."""
     import pandas as pd
 
+    from autoscope.config import stores_spec
     from autoscope.slides.registry import COLUMNS, load_registry
 
     p = _parser("autoscope slides list")
@@ -59,7 +83,7 @@ def list_view(cfg: Any, flags: list[str]) -> None:
         a = p.parse_args(flags)
     except (argparse.ArgumentError, SystemExit) as e:
         raise UserError(f"slides list: {e}") from None
-    df = load_registry(cfg)
+    df = load_registry(stores_spec(cfg))
     if a.where:
         try:
             df = df.query(a.where)
@@ -86,19 +110,17 @@ def list_view(cfg: Any, flags: list[str]) -> None:
 
 def show_view(cfg: Any, flags: list[str]) -> None:
     """Print one slide: path, properties, thumbnail and mask, tissue fraction, datasets using it."""
+    from autoscope.config import stores_spec
+    from autoscope.datasets.store import datasets_using_slide
     from autoscope.slides.registry import resolve_slide
 
     if len(flags) != 1:
         raise UserError("slides show needs one slide (slide_id, name or path)")
-    row = resolve_slide(cfg, flags[0])
+    stores = stores_spec(cfg)
+    row = resolve_slide(stores, flags[0])
     for k, v in row.items():
         if isinstance(v, str) and v.startswith("["):
             v = json.loads(v)
         print(f"{k:>18}: {v}")
-    try:
-        from autoscope.datasets.store import datasets_using_slide
-
-        used = datasets_using_slide(cfg, row["slide_id"])
-    except ImportError:
-        used = []
+    used = datasets_using_slide(stores, row["slide_id"])
     print(f"{'datasets':>18}: {', '.join(used) if used else 'none'}")

@@ -12,17 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autoscope.datasets.build import build_dataset
-from autoscope.datasets.store import (
-    dataset_dir,
-    dataset_version,
-    datasets_using_slide,
-    load_split,
-    read_manifest,
-)
+from autoscope.config import stores_spec
+from autoscope.datasets import store
+from autoscope.datasets.store import dataset_version, load_split, read_manifest
 from autoscope.errors import UserError
 from autoscope.slides.reader import open_reader
 from autoscope.slides.registry import load_registry
+from autoscope.stages.dataset import build as build_dataset
+
+
+def dataset_dir(cfg, name: str | None = None) -> Path:
+    """The folder of dataset `name` (default: the one the config selects)."""
+    return store.dataset_dir(stores_spec(cfg), name or cfg.dataset.name)
+
+
+def datasets_using_slide(cfg, slide_id: str) -> list[str]:
+    return store.datasets_using_slide(stores_spec(cfg), slide_id)
+
 
 CONTRACT = [
     "patch_id",
@@ -69,7 +75,7 @@ def test_manifest_and_shards_follow_the_contract(built) -> None:
     assert len(shards) == 1
     arr = np.load(shards[0], mmap_mode="r")
     assert arr.dtype == np.uint8 and arr.shape == (len(m), 64, 64, 3)
-    reg = load_registry(cfg).set_index("slide_id")
+    reg = load_registry(stores_spec(cfg)).set_index("slide_id")
     for row in m.sample(5, random_state=0).itertuples():  # pixels are the slide's, at (x, y)
         with open_reader(reg.loc[row.slide_id, "path"]) as r:
             assert np.array_equal(arr[row.index], r.read_patch(row.x, row.y, 1.0, 64))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autoscope.datasets.build import build_dataset
 from autoscope.datasets.store import load_split, read_manifest
 from autoscope.errors import UserError
+from autoscope.stages.dataset import build as build_dataset
 
 TILES = Path(__file__).parents[1] / "fixtures" / "tiles"
 TUMOR = sorted(p for p in TILES.glob("*.png") if "nuclei" in p.name or p.name.startswith("tissue"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from autoscope.config import compose
-from autoscope.datasets.build import build_dataset
 from autoscope.datasets.store import load_split, read_manifest
+from autoscope.stages.dataset import build as build_dataset
 
 CMU = Path(__file__).parents[1] / "fixtures" / "cmu-1-small-region.svs"
 

@@ -1,14 +1,12 @@
-"""Class mapping, splits, sampling grids and the training augmentation."""
+"""Class mapping, splits and the training augmentation (samplers: tests/slides)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-import shapely
 import torch
 
-from autoscope.datasets import sampling
 from autoscope.datasets.augment import augment_batch
 from autoscope.datasets.classes import ClassMapper
 from autoscope.datasets.splits import assign_splits
@@ -70,42 +68,6 @@ def test_splits_from_csv_are_kept_and_groups_follow() -> None:
 def test_bad_fractions() -> None:
     with pytest.raises(UserError, match="fractions"):
         assign_splits(_rows(3), {"train": 0.5, "val": 0.2}, seed=0, num_classes=2)
-
-
-def test_in_regions_overlap_and_labels() -> None:
-    square = shapely.box(0, 0, 100, 100)
-    xy, lab = sampling.in_regions(
-        {1: square}, fp=50, stride=25, min_overlap=1.0, width=1000, height=1000
-    )
-    assert sorted(map(tuple, xy)) == [(x, y) for x in (0, 25, 50) for y in (0, 25, 50)]
-    assert (lab == 1).all()
-    xy2, _ = sampling.in_regions(
-        {1: square}, fp=50, stride=25, min_overlap=0.5, width=1000, height=1000
-    )
-    assert len(xy2) > len(xy)  # half-covered patches count at 0.5
-    two = {0: shapely.box(0, 0, 60, 100), 1: shapely.box(60, 0, 100, 100)}
-    xy3, lab3 = sampling.in_regions(two, fp=50, stride=50, min_overlap=0.5, width=100, height=100)
-    assert dict(zip(map(tuple, xy3), lab3, strict=True)) == {
-        (0, 0): 0,
-        (0, 50): 0,
-        (50, 0): 1,
-        (50, 50): 1,
-    }
-    edge, _ = sampling.in_regions({0: shapely.box(0, 0, 100, 100)}, 50, 50, 0.9, 80, 80)
-    assert len(edge) == 1  # patches must lie inside the slide
-
-
-def test_around_points_and_in_mask() -> None:
-    c = sampling.around_points(np.array([[100.0, 100.0], [5.0, 995.0]]), 64, 1000, 1000)
-    assert c.tolist() == [[68, 68], [0, 936]]
-    mask = np.zeros((10, 10), bool)
-    mask[:5, :5] = True
-    xy = sampling.in_mask(
-        mask, downsample=10, fp=20, stride=20, min_overlap=0.5, width=100, height=100
-    )
-    expected = {(x, y) for x in (0, 20, 40) for y in (0, 20, 40)} - {(40, 40)}  # 25 % is too little
-    assert {(int(x), int(y)) for x, y in xy} == expected
-    assert len(sampling.cap(100, 10, np.random.default_rng(0))) == 10
 
 
 def test_augment_batch() -> None:

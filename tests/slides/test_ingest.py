@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from autoscope.config import compose
+from autoscope.config import compose, stores_spec
 from autoscope.slides import ingest as ingest_mod
 from autoscope.slides.registry import load_registry, registry_path, resolve_slide
 from autoscope.stages.slides import ingest
@@ -53,7 +53,7 @@ def ws(tmp_path):
 
 
 def by_name(cfg) -> dict:
-    return {r["name"]: r for r in load_registry(cfg).to_dict("records")}
+    return {r["name"]: r for r in load_registry(stores_spec(cfg)).to_dict("records")}
 
 
 def test_ingest_records_facts_and_bad_input(ws, capsys):
@@ -89,15 +89,15 @@ def test_ingest_records_facts_and_bad_input(ws, capsys):
 def test_rerun_is_idempotent_and_moves_are_repathed(ws, capsys):
     cfg = make_cfg(ws)
     ingest(cfg)
-    before = load_registry(cfg)
+    before = load_registry(stores_spec(cfg))
     ingest(cfg)
     assert "unchanged" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(before, load_registry(cfg))
+    pd.testing.assert_frame_equal(before, load_registry(stores_spec(cfg)))
     sid = by_name(cfg)["cmu-1-small-region"]["slide_id"]
     (ws / "src" / "moved").mkdir()
     shutil.move(ws / "src" / "cmu-1-small-region.svs", ws / "src" / "moved" / "cmu.svs")
     ingest(cfg)
-    reg = load_registry(cfg)
+    reg = load_registry(stores_spec(cfg))
     row = reg[reg["slide_id"] == sid]
     assert len(row) == 1 and row.iloc[0]["path"].endswith("moved/cmu.svs")
     assert "moved" in capsys.readouterr().out
@@ -109,7 +109,7 @@ def test_changed_file_is_updated(ws):
     old = by_name(cfg)["nompp"]["slide_id"]
     tiled_tiff(ws / "src" / "nompp.tif", seed=1)
     ingest(cfg)
-    reg = load_registry(cfg)
+    reg = load_registry(stores_spec(cfg))
     rows = reg[reg["name"] == "nompp"]
     assert len(rows) == 1 and rows.iloc[0]["slide_id"] != old
 
@@ -132,7 +132,7 @@ def test_missing_mpp_becomes_usable_from_csv_or_recipe(ws):
 def test_interrupted_run_leaves_previous_registry(ws, monkeypatch):
     cfg = make_cfg(ws)
     ingest(cfg)
-    before = registry_path(cfg).read_bytes()
+    before = registry_path(stores_spec(cfg)).read_bytes()
     tiled_tiff(ws / "src" / "late.tif", seed=3)
     tiled_tiff(ws / "src" / "nompp.tif", seed=4)
 
@@ -142,19 +142,19 @@ def test_interrupted_run_leaves_previous_registry(ws, monkeypatch):
     monkeypatch.setattr(ingest_mod, "write_overview", boom)
     with pytest.raises(KeyboardInterrupt):
         ingest(cfg)
-    assert registry_path(cfg).read_bytes() == before
-    assert not [p for p in registry_path(cfg).parent.iterdir() if p.name.endswith(".tmp")]
+    assert registry_path(stores_spec(cfg)).read_bytes() == before
+    assert not [p for p in registry_path(stores_spec(cfg)).parent.iterdir() if ".tmp" in p.name]
 
 
 def test_resolve_slide_by_name_and_prefix(ws):
     cfg = make_cfg(ws)
     ingest(cfg)
-    row = resolve_slide(cfg, "cmu-1-small-region")
-    assert resolve_slide(cfg, row["slide_id"][:6])["slide_id"] == row["slide_id"]
+    row = resolve_slide(stores_spec(cfg), "cmu-1-small-region")
+    assert resolve_slide(stores_spec(cfg), row["slide_id"][:6])["slide_id"] == row["slide_id"]
     from autoscope.errors import UserError
 
     with pytest.raises(UserError, match="unknown slide"):
-        resolve_slide(cfg, "nope")
+        resolve_slide(stores_spec(cfg), "nope")
 
 
 def test_damaged_tiles_fail_one_slide_and_the_batch_goes_on(ws):

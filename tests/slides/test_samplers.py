@@ -7,12 +7,18 @@ import pytest
 from shapely.geometry import Polygon, box
 
 from autoscope.slides.samplers import (
+    around_points,
+    cap,
+    covered,
     foreground_grid,
     grid,
     in_polygons,
+    in_regions,
     random_points,
+    region_fractions,
     tissue_fractions,
 )
+from autoscope.slides.units import MPP_TOLERANCE, level0_px, same_mpp
 
 
 def test_grid_exact() -> None:
@@ -84,3 +90,45 @@ def test_in_polygons_union_of_touching_polygons() -> None:
     assert in_polygons(left, 128, 64, min_overlap=1.0).shape == (0, 2)
     got = in_polygons([left, right], 128, 64, min_overlap=1.0)
     assert got.tolist() == [[0, 0], [64, 0], [0, 64], [64, 64]]
+
+
+def test_in_regions_overlap_and_labels() -> None:
+    square = box(0, 0, 100, 100)
+    xy, lab = in_regions({1: square}, 50, 25, min_overlap=1.0, width=1000, height=1000)
+    assert sorted(map(tuple, xy)) == [(x, y) for x in (0, 25, 50) for y in (0, 25, 50)]
+    assert (lab == 1).all()
+    xy2, _ = in_regions({1: square}, 50, 25, min_overlap=0.5, width=1000, height=1000)
+    assert len(xy2) > len(xy)  # half-covered patches count at 0.5
+    two = {0: box(0, 0, 60, 100), 1: box(60, 0, 100, 100)}
+    xy3, lab3 = in_regions(two, 50, 50, min_overlap=0.5, width=100, height=100)
+    assert dict(zip(map(tuple, xy3), lab3, strict=True)) == {
+        (0, 0): 0,
+        (0, 50): 0,
+        (50, 0): 1,
+        (50, 50): 1,
+    }
+    edge, _ = in_regions({0: box(0, 0, 100, 100)}, 50, 50, 0.9, 80, 80)
+    assert len(edge) == 1  # patches must lie inside the slide
+
+
+def test_one_coverage_rule_for_masks_and_regions() -> None:
+    """A mask and the polygon it rasterises give the same patches (training = inference)."""
+    mask = np.zeros((10, 10), bool)
+    mask[:5, :5] = True  # 50 x 50 level-0 pixels at downsample 10
+    xy = foreground_grid(mask, 10, 20, 20, 0.5, width=100, height=100)
+    expected = {(x, y) for x in (0, 20, 40) for y in (0, 20, 40)} - {(40, 40)}  # 25 % is too little
+    assert {(int(x), int(y)) for x, y in xy} == expected
+    coords = grid(100, 100, 20, 20)
+    frac_mask = tissue_fractions(coords, mask, 10, 20)
+    frac_poly = region_fractions(coords, box(0, 0, 50, 50), 20)
+    assert np.allclose(frac_mask, frac_poly)
+    assert covered(np.array([0.5 - 1e-12, 0.49]), 0.5).tolist() == [True, False]
+
+
+def test_around_points_cap_and_units() -> None:
+    c = around_points(np.array([[100.0, 100.0], [5.0, 995.0]]), 64, 1000, 1000)
+    assert c.tolist() == [[68, 68], [0, 936]]
+    assert len(cap(100, 10, np.random.default_rng(0))) == 10
+    assert cap(5, None, np.random.default_rng(0)).tolist() == [0, 1, 2, 3, 4]
+    assert level0_px(0.25, 0.5, 224) == 448 and level0_px(0.5, 0.5, 0) == 1
+    assert same_mpp(0.5, 0.5 * (1 + MPP_TOLERANCE / 2)) and not same_mpp(0.5, 0.55)
