@@ -1,15 +1,65 @@
 """Architectures: builders called through `_target_` in `conf/model/*.yaml` (no downloads).
 
-Every builder takes `num_classes` (injected by the training stage from the project's classes) and
-returns an `nn.Module` mapping float `[N, 3, H, W]` to logits `[N, num_classes]`.
+Every builder takes `num_classes` (injected from the project's classes) and returns an
+`nn.Module` mapping float `[N, 3, H, W]` to logits `[N, num_classes]`. `build_net` is the one
+way a backbone is built from its `net` mapping, in training and from a model card alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
+
+from autoscope.errors import UserError
+
+# `_target_` prefixes a model card may name: builders run when a card is loaded, so a card
+# from elsewhere can only call architecture builders, never an arbitrary function.
+BUILDER_PREFIXES = ("autoscope.models.archs.", "torchvision.models.")
+
+
+def to_plain(value: Any) -> Any:
+    """Nested mappings and sequences (e.g. a resolved config node) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def locate_builder(target: str) -> Callable[..., nn.Module]:
+    """The architecture builder named by a dotted `_target_` path.
+
+    Raises:
+        UserError: the path is outside `BUILDER_PREFIXES` or names nothing callable.
+    """
+    if not target.startswith(BUILDER_PREFIXES):
+        allowed = ", ".join(f"{p}*" for p in BUILDER_PREFIXES)
+        raise UserError(f"model.net._target_ '{target}': not an architecture builder ({allowed})")
+    module, _, name = target.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise UserError(f"model.net._target_ '{target}': no such builder") from None
+    if not callable(fn):
+        raise UserError(f"model.net._target_ '{target}': not callable")
+    return fn
+
+
+def build_net(net: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """The backbone of a `net` mapping: its `_target_` called with the other keys + `num_classes`.
+
+    Args:
+        net: `{_target_: <builder path>, **builder arguments}` (`model.net`, or `arch.net` of a
+            model card).
+        num_classes: number of output classes.
+    """
+    args = to_plain(net)
+    builder = locate_builder(str(args.pop("_target_", "")))
+    return builder(num_classes=num_classes, **args)
 
 
 class _Block(nn.Module):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -10,20 +9,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from autoscope.atomic import atomic_file, write_json
 from autoscope.models import figures
 
 
 def save_model(run_dir: Path, model: torch.nn.Module, spec: dict) -> tuple[Path, Path]:
-    """Write `model.pt` (a CPU state dict) and `spec.json`, each to a temp name then renamed."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write `model.pt` (a CPU state dict) and `spec.json`, each atomically."""
     weights, spec_path = run_dir / "model.pt", run_dir / "spec.json"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = run_dir / ".model.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(weights)
-    tmp = run_dir / ".spec.json.tmp"
-    tmp.write_text(json.dumps(spec, indent=2))
-    tmp.replace(spec_path)
+    with atomic_file(weights) as tmp:
+        torch.save(state, tmp)
+    write_json(spec_path, spec)
     return weights, spec_path
 
 
@@ -67,9 +63,9 @@ def test_report(
             out_dir / "sample_predictions.png",
         )
     )
-    table, tmp = out_dir / "per_class.json", out_dir / ".per_class.json.tmp"
-    tmp.write_text(json.dumps({"confusion_matrix": cm.tolist(), "classes": per}, indent=2))
-    tmp.replace(table)
+    table = write_json(
+        out_dir / "per_class.json", {"confusion_matrix": cm.tolist(), "classes": per}
+    )
     files.append(table)
     flat = {
         f"test/{m}/{metric_key(c)}": v

@@ -1,27 +1,36 @@
-"""Builders that turn the composed config into training objects (no training logic here)."""
+"""Builders of the training objects from plain values (no training logic, no config here).
+
+The train stage instantiates the `_target_`s of the config (loss, optimiser and scheduler
+partials, the data module, callbacks, the logger, the `make_trainer` partial) and hands the
+objects to these builders.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
 
 if TYPE_CHECKING:
+    import lightning as L
+    from torch import nn
+
     from autoscope.models.classifier import PatchClassifier
     from autoscope.models.module import PatchClassifierModule
+    from autoscope.project import Stores
 
 
-def dataset_dir(cfg: Any) -> Path:
-    """The dataset folder named by `cfg.dataset.name` (via `autoscope.datasets.store`).
+def dataset_dir(stores: Stores, name: str | None) -> Path:
+    """The built dataset `name` of the project (`autoscope.datasets.store.dataset_dir`).
 
     Raises:
-        UserError: no dataset chosen, or its folder has no manifest.
+        UserError: no dataset chosen, or its folder has no `manifest.parquet`.
     """
     from autoscope.datasets.store import dataset_dir as store_dir
 
-    name = (cfg.get("dataset") or {}).get("name")
-    path = Path(store_dir(cfg))  # UserError when no dataset is chosen
+    path = Path(store_dir(stores, name))  # UserError when no dataset is chosen
     if not (path / "manifest.parquet").is_file():
         raise UserError(
             f"dataset '{name}' not built: {path}/manifest.parquet is missing "
@@ -40,88 +49,6 @@ def dataset_version(path: Path) -> str:
         return "unknown"
 
 
-def precision(cfg_precision: str) -> str:
-    """`auto` -> bf16-mixed on a CUDA GPU with bf16, 16-mixed on other GPUs, 32-true on CPU."""
-    import torch
-
-    if cfg_precision != "auto":
-        return cfg_precision
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
-def build_classifier(cfg: Any, num_classes: int) -> PatchClassifier:
-    """The PatchClassifier of `cfg.model`, with `model.pretrained` weights loaded if set."""
-    from autoscope.models.classifier import PatchClassifier
-    from autoscope.models.zoo import load_pretrained, resolve_pretrained
-
-    model = PatchClassifier.build(cfg.model, num_classes)
-    ref = cfg.model.get("pretrained")
-    if ref:
-        path = resolve_pretrained(str(ref), cfg.paths.zoo, cfg.paths.outputs)
-        counts = load_pretrained(model.net, path)
-        print(f"pretrained {ref}: {counts['loaded']} tensors loaded, {counts['skipped']} new")
-    return model
-
-
-def build_module(cfg: Any, model: Any, class_counts: list[int]) -> PatchClassifierModule:
-    """The LightningModule: loss (fitted to the class counts), optimiser and scheduler partials."""
-    from hydra.utils import instantiate
-
-    from autoscope.models.module import PatchClassifierModule
-
-    loss = instantiate(cfg.model.loss)
-    if hasattr(loss, "fit"):
-        loss.fit(class_counts)
-    sched = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
-    return PatchClassifierModule(
-        model,
-        loss=loss,
-        optimizer=instantiate(cfg.model.optimizer),
-        scheduler=sched,
-        num_classes=len(class_counts),
-        tta=bool(cfg.trainer.tta),
-    )
-
-
-def build_trainer(cfg: Any, logger: Any, ckpt_dir: Path, extra_callbacks: list) -> Any:
-    """A Lightning Trainer with checkpointing and early stopping on `cfg.metric`."""
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-
-    t = cfg.trainer
-    ckpt = ModelCheckpoint(
-        dirpath=str(ckpt_dir),
-        filename="best",
-        monitor=cfg.metric,
-        mode=cfg.metric_mode,
-        save_top_k=1,
-        save_weights_only=True,
-    )
-    stop = EarlyStopping(
-        monitor=cfg.metric, mode=cfg.metric_mode, patience=int(t.patience), min_delta=t.min_delta
-    )
-    lr_monitor = [LearningRateMonitor(logging_interval="epoch")] if logger else []
-    max_time = {"minutes": float(t.max_minutes)} if t.get("max_minutes") else None
-    return L.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        precision=precision(str(t.precision)),
-        max_epochs=int(t.max_epochs),
-        max_time=max_time,
-        deterministic=t.deterministic,
-        check_val_every_n_epoch=int(t.val_every_epochs),
-        log_every_n_steps=int(t.log_every_n_steps),
-        logger=logger,
-        callbacks=[ckpt, stop, *lr_monitor, *extra_callbacks],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=str(ckpt_dir.parent),
-    )
-
-
 def dataset_mpp(path: Path, input_px: int, fallback: float | None) -> float | None:
     """Micrometres per pixel the model sees: the dataset's mpp scaled by the resize to it."""
     import pandas as pd
@@ -133,3 +60,128 @@ def dataset_mpp(path: Path, input_px: int, fallback: float | None) -> float | No
     if m.empty:
         return fallback
     return float(m["mpp"].iloc[0]) * float(m["patch_px"].iloc[0]) / float(input_px)
+
+
+def resolve_precision(value: str) -> str:
+    """`auto` -> bf16-mixed on a CUDA GPU with bf16, 16-mixed on other GPUs, 32-true on CPU."""
+    import torch
+
+    if value != "auto":
+        return value
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def build_classifier(
+    arch: Mapping[str, Any], num_classes: int, stores: Stores | None = None
+) -> PatchClassifier:
+    """The PatchClassifier of a model config, with its `pretrained` weights loaded if set.
+
+    Args:
+        arch: the resolved model config (`net`, `mean`, `std`, `channels_last`, `pretrained`).
+        num_classes: number of output classes.
+        stores: where `zoo:<name>` references are looked up (the zoo and archived models);
+            needed only when `arch["pretrained"]` is set.
+    """
+    from autoscope.models.classifier import PatchClassifier
+    from autoscope.models.zoo import load_pretrained, resolve_pretrained
+
+    model = PatchClassifier.build(arch, num_classes)
+    ref = arch.get("pretrained")
+    if ref:
+        if stores is None:
+            raise UserError("model.pretrained: no stores given to look the weights up in")
+        path = resolve_pretrained(str(ref), stores.zoo, stores.outputs)
+        counts = load_pretrained(model.net, path)
+        print(f"pretrained {ref}: {counts['loaded']} tensors loaded, {counts['skipped']} new")
+    return model
+
+
+def build_module(
+    model: PatchClassifier,
+    loss: nn.Module,
+    optimizer: Callable[..., Any],
+    scheduler: Callable[..., Any] | None,
+    class_counts: Sequence[int],
+    tta: bool,
+) -> PatchClassifierModule:
+    """The LightningModule; a loss with a `fit` method (class weights) is fitted to the counts."""
+    from autoscope.models.module import PatchClassifierModule
+
+    if hasattr(loss, "fit"):
+        loss.fit(list(class_counts))
+    return PatchClassifierModule(
+        model,
+        loss=loss,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        num_classes=len(class_counts),
+        tta=bool(tta),
+    )
+
+
+def make_trainer(
+    *,
+    ckpt_dir: str | Path,
+    logger: Any,
+    callbacks: Sequence[Any] = (),
+    monitor: str = "val/acc",
+    mode: str = "max",
+    accelerator: str = "auto",
+    devices: int | str = 1,
+    precision: str = "auto",
+    max_epochs: int = 40,
+    max_minutes: float | None = None,
+    deterministic: bool | str = "warn",
+    val_every_epochs: int = 1,
+    log_every_n_steps: int = 10,
+) -> L.Trainer:
+    """A Lightning Trainer that keeps the best checkpoint on `monitor` in `ckpt_dir`.
+
+    The `_target_` of `trainer.lightning` (`conf/trainer/*.yaml`, a partial): the train stage
+    gives `ckpt_dir`, `logger` and the instantiated `trainer.callbacks`.
+
+    Args:
+        ckpt_dir: folder of `best.ckpt` (weights only); its parent is the default root dir.
+        logger: the run's Lightning logger (`conf/logger/`).
+        callbacks: more callbacks (early stopping, lr monitor, an Optuna pruning callback).
+        monitor: the metric that picks the best checkpoint (`cfg.metric`).
+        mode: `max` or `min`: whether a larger `monitor` is better.
+        accelerator: Lightning accelerator (`auto`, `cpu`, `gpu`).
+        devices: devices per run.
+        precision: Lightning precision, or `auto` (see `resolve_precision`).
+        max_epochs: upper bound on epochs.
+        max_minutes: wall-clock budget of the fit (None: none).
+        deterministic: Lightning's `deterministic` (`warn`: deterministic where kernels allow).
+        val_every_epochs: validation (and checkpoint) frequency in epochs.
+        log_every_n_steps: step-level logging frequency.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt_dir = Path(ckpt_dir)
+    ckpt = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_weights_only=True,
+    )
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        precision=resolve_precision(str(precision)),
+        max_epochs=int(max_epochs),
+        max_time={"minutes": float(max_minutes)} if max_minutes else None,
+        deterministic=deterministic,
+        check_val_every_n_epoch=int(val_every_epochs),
+        log_every_n_steps=int(log_every_n_steps),
+        logger=logger,
+        callbacks=[ckpt, *callbacks],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(ckpt_dir.parent),
+    )

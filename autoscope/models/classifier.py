@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import torch
 from torch import nn
 
 from autoscope.errors import UserError
+from autoscope.models.archs import build_net, to_plain
+from autoscope.project import ClassSpec
 
 
 class PatchClassifier(nn.Module):
@@ -71,14 +74,21 @@ class PatchClassifier(nn.Module):
         return probs / 8.0
 
     @classmethod
-    def build(cls, model_cfg: Mapping[str, Any], num_classes: int) -> PatchClassifier:
-        """Instantiate from a model config (`conf/model/*.yaml`) without loading weights."""
-        from hydra.utils import instantiate
-        from omegaconf import OmegaConf
+    def build(cls, arch: Mapping[str, Any], num_classes: int) -> PatchClassifier:
+        """Build from an arch mapping (`conf/model/*.yaml`, or a card's `arch`) without weights.
 
-        mc = OmegaConf.create(dict(model_cfg)) if not OmegaConf.is_config(model_cfg) else model_cfg
-        net = instantiate(mc.net, num_classes=num_classes)
-        return cls(net, mean=list(mc.mean), std=list(mc.std), channels_last=bool(mc.channels_last))
+        Args:
+            arch: `net` (`_target_` + builder arguments, see `archs.build_net`), `mean`, `std`
+                and `channels_last`; other keys are ignored.
+            num_classes: number of output classes.
+        """
+        net = build_net(arch["net"], num_classes)
+        return cls(
+            net,
+            mean=list(arch["mean"]),
+            std=list(arch["std"]),
+            channels_last=bool(arch.get("channels_last", True)),
+        )
 
     @classmethod
     def from_files(
@@ -107,23 +117,29 @@ class PatchClassifier(nn.Module):
 
 
 def make_spec(
-    model_cfg: Mapping[str, Any], classes: list[dict], mpp: float | None, patch_px: int
+    arch: Mapping[str, Any],
+    classes: Sequence[Mapping[str, str] | ClassSpec],
+    mpp: float | None,
+    patch_px: int,
 ) -> dict:
-    """The `spec.json` of the contract: arch, classes, input {mpp, patch_px, mean, std}."""
-    from omegaconf import OmegaConf
+    """The `spec.json` of the contract: arch, classes, input {mpp, patch_px, mean, std}.
 
-    mc = model_cfg
-    if OmegaConf.is_config(mc):
-        mc = OmegaConf.to_container(mc, resolve=True)
-    arch = {k: v for k, v in dict(mc).items() if k != "pretrained"}
+    Args:
+        arch: the resolved model config (`model.*`; `pretrained` is left out of the spec).
+        classes: the project's classes, as `ClassSpec`s or `{name, color}` mappings.
+        mpp: micrometres per pixel of the model's input (None: unknown).
+        patch_px: side of the patches the model sees.
+    """
+    arch = {k: v for k, v in to_plain(arch).items() if k != "pretrained"}
+    rows = [asdict(c) if isinstance(c, ClassSpec) else to_plain(c) for c in classes]
     return {
         "arch": arch,
-        "classes": [dict(c) for c in classes],
+        "classes": rows,
         "input": {
             "mpp": mpp,
             "patch_px": int(patch_px),
             "mean": list(arch["mean"]),
             "std": list(arch["std"]),
         },
-        "num_classes": len(classes),
+        "num_classes": len(rows),
     }

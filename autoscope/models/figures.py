@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from autoscope.atomic import atomic_file
+
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
 

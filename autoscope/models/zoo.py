@@ -1,4 +1,4 @@
-"""The local model zoo: weight files with a YAML card in `cfg.paths.zoo`, plus archived models.
+"""The local model zoo: weights with a YAML card in the zoo folder (`paths.zoo`), plus archived.
 
 A zoo entry is `<zoo>/<name>.yaml` (the card: `arch`, `source`, `input: {mpp, mean, std}`,
 optional `weights` file name, default `<name>.pt`) beside its state dict. Archived models are

@@ -8,12 +8,17 @@ from typing import Any
 
 
 def run(cfg: Any) -> dict:
-    """Train once, or run the hpo study with `train_once` as its objective when `cfg.multirun`."""
-    if cfg.get("multirun"):
-        from autoscope.hpo.sweeper import run_study
+    """Train once. A job launched by the Optuna sweeper (`hpo.trial` set) reports to its trial."""
+    trial = None
+    if cfg.get("hpo") and cfg.hpo.get("trial") is not None:
+        from hydra.utils import instantiate
 
-        return run_study(cfg, train_once)
-    return train_once(cfg)
+        from autoscope.hpo.sweeper import study_spec
+        from autoscope.hpo.trial import attach
+
+        pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
+        trial = attach(study_spec(cfg), int(cfg.hpo.trial), pruner)
+    return train_once(cfg, trial)
 
 
 def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
@@ -27,72 +32,99 @@ def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
         "dataset_version": dataset_version(ddir),
         "code_version": code_version(ROOT),
         "model": str(cfg.model.name),
-        "recipe": str(cfg.get("recipe")),
     }
     tags.update({str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()})
     return tags
 
 
+def _callbacks(cfg: Any, trial: Any) -> list:
+    """`trainer.callbacks` (each `_target_`; a null entry is dropped) plus the pruning callback."""
+    from hydra.utils import instantiate
+
+    nodes = (cfg.trainer.get("callbacks") or {}).values()
+    callbacks = [instantiate(n, _convert_="all") for n in nodes if n and n.get("_target_")]
+    if trial is not None:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.metric))
+    return callbacks
+
+
+def _logger(cfg: Any, run_name: str, tags: dict[str, str]) -> Any:
+    """The Lightning logger of `logger.lightning`; an MLflow store gets the experiment first."""
+    from dataclasses import replace
+
+    from hydra.utils import instantiate
+
+    from autoscope.config import project_spec, stores_spec
+    from autoscope.project import ensure_experiment
+
+    if cfg.logger.get("tracking_uri"):  # the project's experiment (its tags) in that store
+        stores = replace(stores_spec(cfg), mlflow_uri=str(cfg.logger.tracking_uri))
+        ensure_experiment(project_spec(cfg), stores)
+    return instantiate(cfg.logger.lightning, _convert_="all")(run_name=run_name, tags=tags)
+
+
 def train_once(cfg: Any, trial: Any = None) -> dict:
-    """Fit, pick the best checkpoint, test, and record everything in MLflow.
+    """Fit, pick the best checkpoint, test, and record everything through the run's logger.
 
     Args:
         cfg: the composed recipe.
         trial: an Optuna trial when called by the sweeper (reports `cfg.metric` for pruning).
 
     Returns:
-        final metrics (`val/...` of the best checkpoint, `test/...`) plus `run_id`.
+        final metrics (`val/...` of the best checkpoint, `test/...`) plus `run_id`: the MLflow
+        run id (`logger=mlflow`), or the run name for a logger without MLflow (`logger=csv`);
+        either way the run folder is `<paths.outputs>/train/runs/<run_id>`.
     """
     import lightning as L
     import torch
-    from lightning.pytorch.loggers import MLFlowLogger
+    from hydra.utils import instantiate
 
+    from autoscope.config import project_spec, stores_spec, to_dict
     from autoscope.models import artifacts, build, tracking
     from autoscope.models.classifier import make_spec
-    from autoscope.models.data import PatchDataModule
 
+    project, stores = project_spec(cfg), stores_spec(cfg)
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts on GPUs
     if cfg.trainer.get("threads"):
         torch.set_num_threads(int(cfg.trainer.threads))
-    ddir = build.dataset_dir(cfg)
-    names = [str(c.name) for c in cfg.project.classes]
-    model = build.build_classifier(cfg, len(names))  # before loading data: bad weights fail fast
-    dm = PatchDataModule(
-        ddir,
-        batch_size=int(cfg.trainer.batch_size),
-        eval_batch_size=int(cfg.trainer.eval_batch_size),
-        input_px=cfg.model.get("input_px"),
-        seed=int(cfg.seed),
-        augment=cfg.trainer.augment,
-        mean=cfg.model.mean,
-        std=cfg.model.std,
-        num_classes=len(names),
-    )
+    ddir = build.dataset_dir(stores, cfg.dataset.get("name"))
+    names = project.class_names
+    arch = to_dict(cfg.model)
+    model = build.build_classifier(
+        arch, len(names), stores
+    )  # before the data: bad weights fail fast
+    dm = instantiate(cfg.trainer.data, _convert_="all")(dataset_dir=ddir, num_classes=len(names))
     dm.setup()
-    module = build.build_module(cfg, model, dm.class_counts())
+    m = cfg.model
+    module = build.build_module(
+        model,
+        loss=instantiate(m.loss, _convert_="all"),
+        optimizer=instantiate(m.optimizer, _convert_="all"),
+        scheduler=instantiate(m.scheduler, _convert_="all") if m.get("scheduler") else None,
+        class_counts=dm.class_counts(),
+        tta=bool(cfg.trainer.tta),
+    )
     run_name = cfg.logger.get("run_name") or (
         f"{cfg.model.name}-{cfg.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         + (f"-t{trial.number}" if trial is not None else "")
     )
-    client, run_id = tracking.start_run(cfg, run_name, _tags(cfg, ddir))
+    logger = _logger(cfg, run_name, _tags(cfg, ddir))
+    run_id = tracking.run_id(logger)
     if trial is not None:  # lets the sweep nest pruned and failed trial runs under its study too
         trial.set_user_attr("run_id", run_id)
-    run_dir = Path(cfg.paths.outputs) / "train" / "runs" / run_id
+    run_dir = stores.outputs / "train" / "runs" / run_id
     status = "FAILED"
     try:
         if cfg.logger.log_params:
-            tracking.log_params(client, run_id, tracking.flatten(cfg))
-        logger = MLFlowLogger(
-            experiment_name=str(cfg.project.name), tracking_uri=cfg.paths.mlflow_uri, run_id=run_id
+            tracking.log_params(logger, tracking.flatten(to_dict(cfg)))
+        make_trainer = instantiate(cfg.trainer.lightning, _convert_="all")
+        trainer = make_trainer(
+            ckpt_dir=run_dir / "checkpoints", logger=logger, callbacks=_callbacks(cfg, trial)
         )
-        callbacks = []
-        if trial is not None:
-            from optuna_integration import PyTorchLightningPruningCallback
-
-            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=cfg.metric))
-        trainer = build.build_trainer(cfg, logger, run_dir / "checkpoints", callbacks)
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         fit_s = time.perf_counter() - t0
@@ -106,8 +138,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         seen = trainer.global_step * int(cfg.trainer.batch_size)
         metrics = {**val, **test, "fit_seconds": fit_s, "train_patches_per_s": seen / fit_s}
         metrics["epochs"] = float(trainer.current_epoch)
-        mpp = build.dataset_mpp(ddir, dm.patch_px, cfg.project.get("target_mpp"))
-        spec = make_spec(cfg.model, list(cfg.project.classes), mpp, dm.patch_px)
+        mpp = build.dataset_mpp(ddir, dm.patch_px, project.target_mpp)
+        spec = make_spec(arch, project.classes, mpp, dm.patch_px)
         files = list(artifacts.save_model(run_dir, model, spec))
         if cfg.logger.log_pictures and has_test:
             per_class, pics = artifacts.test_report(
@@ -118,15 +150,14 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
                 int(cfg.trainer.sample_grid),
                 int(cfg.seed),
             )
-            tracking.log_metrics(client, run_id, per_class, step=trainer.global_step)
+            tracking.log_metrics(logger, per_class, step=trainer.global_step)
             files += pics
-        tracking.log_metrics(client, run_id, metrics, step=trainer.global_step)
-        for f in files:
-            client.log_artifact(run_id, str(f))
+        tracking.log_metrics(logger, metrics, step=trainer.global_step)
+        tracking.log_artifacts(logger, files)
         status = "FINISHED"
     except BaseException as e:
         status = "KILLED" if type(e).__name__ in ("TrialPruned", "KeyboardInterrupt") else "FAILED"
         raise
     finally:
-        client.set_terminated(run_id, status)
+        tracking.finish(logger, status)
     return {**{k: float(v) for k, v in metrics.items()}, "run_id": run_id}

@@ -76,9 +76,10 @@ def test_runs_list_sorts_and_empty(tmp_path: Path, capsys: pytest.CaptureFixture
     cfg = compose("demo", [f"paths.workspace={tmp_path}"])
     assert main(["runs", "list", "demo", f"paths.workspace={tmp_path}"]) == 0
     assert "no runs" in capsys.readouterr().out
-    from autoscope.stages.project import ensure_experiment
+    from autoscope.config import project_spec, stores_spec
+    from autoscope.project import ensure_experiment
 
-    exp = ensure_experiment(cfg)
+    exp = ensure_experiment(project_spec(cfg), stores_spec(cfg))
     client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri)
     for name, acc in (("low", 0.5), ("high", 0.9), ("mid", 0.7)):
         rid = client.create_run(exp, run_name=name, tags={"dataset_version": "d1.dir"}).info.run_id
