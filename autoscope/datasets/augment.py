@@ -159,7 +159,7 @@ def photometric(
     Args:
         x: uint8 `[B,H,W,3]` (CPU or GPU).
         generator: CPU generator of the per-sample factors (device-independent results).
-        hed_sigma: HED stain amounts scaled by U(1 +- hed_sigma) (`autoscope.models.stain`).
+        hed_sigma: HED stain amounts scaled by U(1 +- hed_sigma) (`autoscope.datasets.stain`).
         hed_bias: HED stain amounts shifted by U(+-hed_bias) OD units.
         jitter: brightness, contrast, saturation and per-channel gain factors from
             U(1 +- jitter); 0 disables the colour jitter.
@@ -177,7 +177,7 @@ def photometric(
     b, h, w, _ = x.shape
     hed = hed_sigma > 0 or hed_bias > 0
     if hed:
-        from autoscope.models.stain import hed_affine
+        from autoscope.datasets.stain import hed_affine
 
         m, c = hed_affine(b, generator, hed_sigma, hed_bias)
         c = c + _LOG255 * m.sum(1)  # od = log 255 - log x: the constant folds into the shift

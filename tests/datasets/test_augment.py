@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoscope.datasets import augment
-from autoscope.models import stain
+from autoscope.datasets import augment, stain
 
 
 def _batch(n: int = 24, px: int = 16, seed: int = 0) -> torch.Tensor:

@@ -101,3 +101,20 @@ def test_augment_cpu_fast_path_matches_the_torch_path() -> None:
     want = _dihedral_u8(x, codes).permute(0, 3, 1, 2).float()  # the path other devices take
     assert torch.equal(_planar_float(x, codes), want)
     assert torch.equal(_planar_float(x, None), x.permute(0, 3, 1, 2).float())
+
+
+def test_dataset_spec_from_the_config() -> None:
+    from autoscope.config import compose
+    from autoscope.stages.dataset import dataset_spec
+
+    spec = dataset_spec(compose("demo", ["dataset=demo_tissue"]))
+    assert spec.name == "demo_tissue" and spec.patch_px == 64 and spec.mpp == 1.0
+    assert spec.sources[0].type == "geojson" and spec.sources[0].min_overlap is None
+    assert (
+        spec.setting(spec.sources[0], "min_overlap") == 0.75 and spec.stride(spec.sources[0]) == 64
+    )
+    assert spec.split.fractions == {"train": 0.6, "val": 0.2, "test": 0.2} and spec.workers == 1
+    none = dataset_spec(compose("demo", ["dataset=none"]))
+    assert none.name is None and none.patch_px == 224 and none.stride_px is None  # _base.yaml
+    with pytest.raises(UserError, match=r"dataset.sources\[0\]: unknown key 'paht'"):
+        dataset_spec(compose("demo", ["dataset.sources=[{type: geojson, paht: x}]"]))

@@ -155,6 +155,9 @@ def test_resolve_slide_by_name_and_prefix(ws):
 
     with pytest.raises(UserError, match="unknown slide"):
         resolve_slide(stores_spec(cfg), "nope")
+    path = registry_path(stores_spec(cfg))  # a Stores, the data folder or the parquet file
+    assert path == registry_path(stores_spec(cfg).data) == registry_path(path)
+    assert resolve_slide(path, row["name"])["slide_id"] == row["slide_id"]
 
 
 def test_damaged_tiles_fail_one_slide_and_the_batch_goes_on(ws):

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from autoscope.errors import UserError
 from autoscope.slides.mask_metrics import mask_iou
 from autoscope.slides.reader import open_reader
 from autoscope.slides.synth import SynthSlide, make_synthetic_slide
@@ -36,6 +37,17 @@ def test_config_names_every_parameter() -> None:
     cfg = yaml.safe_load((ROOT / "autoscope/conf/tissue/default.yaml").read_text())
     cfg.pop("_target_")
     assert set(cfg) == set(inspect.signature(TissueDetector).parameters)
+    assert cfg == TissueDetector().params()  # the code's fallbacks never contradict conf/
+
+
+def test_from_params_is_the_plain_way_to_the_configured_detector() -> None:
+    cfg = yaml.safe_load((ROOT / "autoscope/conf/tissue/default.yaml").read_text())
+    det = TissueDetector.from_params(cfg)  # `_target_` and all: as a model card stores it
+    assert det == TissueDetector(**{k: v for k, v in cfg.items() if k != "_target_"})
+    assert TissueDetector.from_params(det.params()) == det
+    assert TissueDetector.from_params({"min_od": 0.2}).min_od == 0.2
+    with pytest.raises(UserError, match="unknown setting 'nope'"):
+        TissueDetector.from_params({"nope": 1})
 
 
 @pytest.mark.parametrize("path", [p for p in TILES if p.name.startswith("tissue-")], ids=str)
