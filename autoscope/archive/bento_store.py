@@ -1,13 +1,13 @@
-"""The BentoML model store, kept in the workspace (`cfg.paths.bentoml_home`)."""
+"""The BentoML model store, kept in the workspace (`paths.bentoml_home`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from autoscope.archive.card import CARD, read_card
 from autoscope.errors import UserError
 
 
@@ -57,9 +57,9 @@ def save_model(name: str, version: str, src_dir: Path, labels: dict, metadata: d
 
     tag = f"{name}:{version}"
     if has_model(tag):
-        mine, theirs = src_dir / "metadata.json", model_dir(tag) / "metadata.json"
+        mine, theirs = src_dir / CARD, model_dir(tag) / CARD
         if mine.is_file() and theirs.is_file():
-            if json.loads(mine.read_text())["run_id"] != json.loads(theirs.read_text())["run_id"]:
+            if read_card(mine).run_id != read_card(theirs).run_id:
                 raise UserError(
                     f"BentoML store {tag} holds another run than the MLflow registry says: "
                     "the stores disagree (delete the store model or the registry version)"

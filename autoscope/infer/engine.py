@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,20 @@ from autoscope.infer.source import (
     open_slide,
     tissue_grid,
 )
+from autoscope.infer.spec import DECODE_MODES, InferSpec
 from autoscope.slides.parallel import iter_batches
 
-__all__ = ["Prediction", "SlideError", "infer_slide", "pick_device", "predict_slide", "run_model"]
+__all__ = [
+    "InferSpec",
+    "Prediction",
+    "SlideError",
+    "infer_slide",
+    "pick_device",
+    "predict_slide",
+    "run_model",
+]
 
 THUMBNAIL_PX = 1024  # longest side of the picture under the heatmap PNG and overview
-DECODE_MODES = ("auto", "cpu", "gpu")  # where JPEG tiles are decoded (see `predict_slide`)
 
 log = logging.getLogger(__name__)
 
@@ -189,24 +197,12 @@ def infer_slide(
     model: Any,
     slide_path: str | Path,
     out_dir: str | Path,
+    spec: InferSpec,
     *,
-    mpp: float,
-    patch_px: int,
-    classes: Sequence[dict[str, str]],
-    stride_px: int | None = None,
-    batch_size: int = 64,
-    workers: int = 2,
-    tissue: Callable[[np.ndarray], np.ndarray] | None = None,
-    device: str = "auto",
     mpp_x: float | None = None,
-    progress: bool = True,
-    queue_depth: int | None = None,
-    min_tissue: float = 0.1,
-    model_info: dict[str, Any] | None = None,
     name: str | None = None,
-    decode: str = "auto",
 ) -> dict[str, Any]:
-    """Run `model` over the tissue of one slide and write its outputs atomically.
+    """Run `model` over the tissue of one slide as `spec` says and write its outputs atomically.
 
     Writes `out_dir/<name>/`: `tiles.parquet`, `heatmap.png`, `heatmap.tif`, `regions.geojson`,
     `overview.png` and last `summary.json` (its presence marks the slide as done).
@@ -215,15 +211,9 @@ def infer_slide(
         model: a module taking uint8 `[N, H, W, 3]` tiles and returning logits `[N, C]`.
         slide_path: any slide OpenSlide (or the slide engine) opens.
         out_dir: parent folder of the per-slide output folder.
-        mpp: model input resolution (um/px). patch_px: model input side. stride_px: grid step
-            at the model resolution (default `patch_px`: no overlap).
-        classes: `[{name, color}]`, index = model output.
-        batch_size, workers, queue_depth: batching and prefetching (reader workers, batches ahead).
-        tissue: `rgb -> bool mask` detector (default: a saturation threshold). min_tissue: share
-            of a tile that must be tissue.
-        device: `auto`, `cpu`, `cuda`, `cuda:1`, ... mpp_x: MPP override for slides without one.
-        progress: show a tqdm bar. model_info: recorded in the summary. name: output folder name
-            (default: the slide file stem). decode: `auto`, `cpu` or `gpu` (see `predict_slide`).
+        spec: the model card's input spec, classes and tissue detector plus the infer settings.
+        mpp_x: MPP override for slides without one.
+        name: output folder name (default: the slide file stem).
 
     Returns:
         The summary dict (also written as `summary.json`).
@@ -234,29 +224,27 @@ def infer_slide(
     pred = predict_slide(
         model,
         slide_path,
-        mpp=mpp,
-        patch_px=patch_px,
-        stride_px=stride_px,
-        batch_size=batch_size,
-        workers=workers,
-        tissue=tissue,
-        device=device,
+        mpp=spec.mpp,
+        patch_px=spec.patch_px,
+        stride_px=spec.step_px,
+        batch_size=spec.batch_size,
+        workers=spec.workers,
+        tissue=spec.detector().mask,
+        device=spec.device,
         mpp_x=mpp_x,
-        progress=progress,
-        queue_depth=queue_depth,
-        min_tissue=min_tissue,
-        decode=decode,
+        progress=spec.progress,
+        queue_depth=spec.queue_depth(),
+        min_tissue=spec.min_tissue,
+        decode=spec.decode,
     )
+    classes = spec.class_dicts
     if len(pred.coords) == 0:  # no tissue: an empty but complete result
         pred.probs = np.zeros((0, len(classes)), np.float32)
     if pred.probs.shape[1] != len(classes):
         raise ValueError(f"model returns {pred.probs.shape[1]} classes, card lists {len(classes)}")
     from autoscope.infer.writers import write_outputs
 
-    info = {
-        "mpp": mpp,
-        "patch_px": patch_px,
-        "stride_px": stride_px or patch_px,
-        **(model_info or {}),
-    }
-    return write_outputs(pred, Path(out_dir), list(classes), model_info=info, name=name)
+    info = {"mpp": spec.mpp, "patch_px": spec.patch_px, "stride_px": spec.step_px}
+    return write_outputs(
+        pred, Path(out_dir), classes, model_info={**info, **spec.model_info}, name=name
+    )

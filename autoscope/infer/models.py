@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from autoscope.archive.card import CARD, ModelCard, read_card
 from autoscope.errors import UserError
-
-CARD = "metadata.json"
-WEIGHTS = "model.pt"
+from autoscope.infer.spec import InferSpec
 
 
 def _versions(model_root: Path) -> dict[int, Path]:
@@ -75,12 +73,11 @@ def _alias_version(
         raise UserError(
             f"cannot resolve alias '{alias}' of model '{name}': no MLflow registry given"
         )
-    from mlflow import MlflowClient
-
     from autoscope.archive.registry import resolve_version
+    from autoscope.archive.select import mlflow_client
 
     try:
-        n = resolve_version(MlflowClient(tracking_uri=mlflow_uri), reg, alias)
+        n = resolve_version(mlflow_client(mlflow_uri), reg, alias)
     except LookupError as e:
         raise UserError(f"infer.model.version: {e}") from None
     if n not in versions:
@@ -88,63 +85,28 @@ def _alias_version(
     return n
 
 
-def read_card(model_dir: Path) -> dict[str, Any]:
-    """The model card of an archived version, checked for what the engine needs."""
-    path = Path(model_dir) / CARD
-    try:
-        card = json.loads(path.read_text())
-        _ = card["classes"], card["input"]["mpp"], card["input"]["patch_px"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path}: not a usable model card ({type(e).__name__}: {e})") from None
-    if not card["input"]["mpp"]:
-        raise UserError(f"{path}: input.mpp is missing: the engine cannot choose a resolution")
-    return card
+def load_model(model_dir: Path) -> tuple[Any, ModelCard]:
+    """Rebuild the archived classifier (state dict loaded with `weights_only=True`) and its card.
 
-
-def load_model(model_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """Rebuild the archived classifier (state dict loaded with `weights_only=True`) and its card."""
+    Raises:
+        CardError: the folder holds no usable card.
+    """
     from autoscope.models.classifier import PatchClassifier
 
     model_dir = Path(model_dir)
     card = read_card(model_dir)
-    spec = model_dir / card.get("spec", "spec.json")
+    spec = model_dir / card.spec
     model = PatchClassifier.from_files(
-        spec if spec.is_file() else model_dir / CARD, model_dir / card.get("weights", WEIGHTS)
+        spec if spec.is_file() else model_dir / CARD, model_dir / card.weights
     )
     return model, card
 
 
-def model_info(card: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-    """What the slide summaries record about the model."""
-    keys = ("name", "version", "run_id", "dataset_version", "code_version", "bentoml_tag")
-    return {**{k: card.get(k) for k in keys}, "dir": str(model_dir)}
+def load_engine(model_dir: str, settings: dict[str, Any]) -> tuple[Any, InferSpec]:
+    """In each inference instance: the model and the spec it runs with.
 
-
-def make_tissue(tissue_cfg: dict[str, Any] | None) -> Any:
-    """The project's tissue detector's `mask` (None: the engine's numpy default)."""
-    if not tissue_cfg:
-        return None
-    try:
-        from autoscope.slides.tissue import TissueDetector
-    except ImportError:
-        return None
-    return TissueDetector(**{k: v for k, v in tissue_cfg.items() if k != "_target_"}).mask
-
-
-def load_engine(
-    model_dir: str, engine_kwargs: dict[str, Any], tissue_cfg: dict[str, Any] | None
-) -> tuple[Any, dict[str, Any]]:
-    """In each inference instance: the model and the `infer_slide` keyword arguments it drives.
-
-    The card gives `mpp`, `patch_px` and `classes`; nothing about the model is duplicated in config.
+    The card gives `mpp`, `patch_px`, `classes` and the tissue detector; `settings` (the keys
+    of `conf/infer/`) how hard to run. Nothing about the model is duplicated in config.
     """
     model, card = load_model(Path(model_dir))
-    kwargs = {
-        **engine_kwargs,
-        "mpp": float(card["input"]["mpp"]),
-        "patch_px": int(card["input"]["patch_px"]),
-        "classes": list(card["classes"]),
-        "tissue": make_tissue(tissue_cfg),
-        "model_info": model_info(card, Path(model_dir)),
-    }
-    return model, kwargs
+    return model, InferSpec.from_card(card, settings, dir=str(model_dir))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from autoscope.errors import UserError
+from autoscope.infer.claim import claimed
+from autoscope.infer.spec import InferSpec
 
-_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 LIST_SUFFIXES = (".txt", ".lst", ".list")  # a file of slide paths, one per line
 
 
@@ -29,20 +29,23 @@ class SlideJob:
     slide_id: str | None = None
 
 
-def parse_bytes(text: str | int | None) -> int | None:
-    """`"4GB"`, `"512MiB"`, `2e9` -> bytes; None/empty -> None.
+def shard_jobs(jobs: Sequence[SlideJob], shard: int, shards: int) -> list[SlideJob]:
+    """Part `shard` of `shards` of the slide list, sorted by output name (the same in every job).
+
+    Slides are dealt round-robin, so the parts differ by at most one slide and cover every slide
+    exactly once.
 
     Raises:
-        UserError: not a size.
+        UserError: `shards` < 1 or `shard` outside 0..shards-1.
     """
-    if text in (None, "", "null"):
-        return None
-    if isinstance(text, int | float):
-        return int(text)
-    m = _SIZE.match(str(text))
-    if not m:
-        raise UserError(f"infer.memory: '{text}' is not a size like 4GB or 512MB")
-    return int(float(m.group(1)) * 1024 ** "BKMGT".index((m.group(2) or "B").upper()))
+    if int(shards) < 1:
+        raise UserError(f"infer.shards={shards}: must be at least 1")
+    if not 0 <= int(shard) < int(shards):
+        raise UserError(
+            f"infer.shard={shard} is out of range for infer.shards={shards} (0..{int(shards) - 1})"
+        )
+    ordered = sorted(jobs, key=lambda j: (j.name, j.path))
+    return ordered[int(shard) :: int(shards)]
 
 
 def _unique(jobs: list[SlideJob]) -> list[SlideJob]:
@@ -116,13 +119,13 @@ def select_slides(spec: str, registry: Any, extensions: Sequence[str] = ()) -> l
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(loader: Callable[[], tuple[Any, dict]], threads: int | None) -> None:
+def _init_worker(loader: Callable[[], tuple[Any, InferSpec]], threads: int | None) -> None:
     """Per instance: load the model once (and share the CPU fairly between instances)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    _WORKER["model"], _WORKER["kwargs"] = loader()
+    _WORKER["model"], _WORKER["spec"] = loader()
 
 
 def _peak_rss_mb() -> float:
@@ -131,25 +134,31 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(job: SlideJob, out_dir: str) -> dict[str, Any]:
-    """Run the loaded model on one slide; failures come back as a result, never raised."""
+def run_one(job: SlideJob, out_dir: str, resume: bool = True) -> dict[str, Any]:
+    """Run the loaded model on one slide; failures come back as a result, never raised.
+
+    The slide is claimed first (`claim.claimed`): a slide another live job is running comes
+    back `busy`, one that job finished meanwhile `skipped`; neither is written again.
+    """
     from autoscope.infer.engine import infer_slide
+    from autoscope.infer.writers import is_done
 
     t0 = time.perf_counter()
-    res: dict[str, Any] = {**asdict(job), "out": str(Path(out_dir) / job.name)}
-    try:
-        summary = infer_slide(
-            _WORKER["model"],
-            job.path,
-            out_dir,
-            mpp_x=job.mpp_x,
-            name=job.name,
-            **_WORKER["kwargs"],
-        )
-        res.update(status="ok", tiles=summary["tiles"]["total"], areas_mm2=summary["areas_mm2"])
-    except Exception as e:  # noqa: BLE001 - one bad slide is reported, the rest go on
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        res.update(status="failed", error=f"{type(e).__name__}: {msg}")
+    slide_dir = Path(out_dir) / job.name
+    res: dict[str, Any] = {**asdict(job), "out": str(slide_dir)}
+    with claimed(slide_dir) as mine:
+        if not mine:
+            return {**res, "status": "busy"}
+        if resume and is_done(slide_dir):
+            return {**res, "status": "skipped"}
+        try:
+            summary = infer_slide(
+                _WORKER["model"], job.path, out_dir, _WORKER["spec"], mpp_x=job.mpp_x, name=job.name
+            )
+            res.update(status="ok", tiles=summary["tiles"]["total"], areas_mm2=summary["areas_mm2"])
+        except Exception as e:  # noqa: BLE001 - one bad slide is reported, the rest go on
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            res.update(status="failed", error=f"{type(e).__name__}: {msg}")
     res.update(seconds=time.perf_counter() - t0, peak_rss_mb=_peak_rss_mb(), pid=os.getpid())
     return res
 
@@ -158,6 +167,10 @@ def _line(k: int, n: int, r: dict[str, Any]) -> str:
     head = f"[{k}/{n}] {r['name']}:"
     if r["status"] == "failed":
         return f"{head} FAILED {r['error']}"
+    if r["status"] == "busy":
+        return f"{head} busy (another job is running it): left to that job"
+    if r["status"] == "skipped":
+        return f"{head} finished meanwhile by another job: skipped"
     rate = r["tiles"] / r["seconds"] if r["seconds"] else 0.0
     return f"{head} {r['tiles']} tiles in {r['seconds']:.1f}s ({rate:.0f} tiles/s) -> {r['out']}"
 
@@ -165,17 +178,18 @@ def _line(k: int, n: int, r: dict[str, Any]) -> str:
 def run_slides(
     jobs: Sequence[SlideJob],
     out_dir: Path,
-    loader: Callable[[], tuple[Any, dict]],
+    loader: Callable[[], tuple[Any, InferSpec]],
     *,
     instances: int = 1,
     resume: bool = True,
     echo: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Run every slide not done yet; `loader()` -> (model, infer_slide kwargs) in each instance.
+    """Run every slide not done yet; `loader()` -> (model, InferSpec) in each instance.
 
     With `instances > 1` slides are shared among spawned processes (each loads the model once and
     takes the next slide when free); `loader` must then be picklable (a module-level function or
-    a `functools.partial` of one).
+    a `functools.partial` of one). A finished slide (`summary.json`) is skipped when `resume`;
+    a slide claimed by another live job is left to it (`busy`).
     """
     from autoscope.infer.writers import is_done
 
@@ -195,7 +209,7 @@ def run_slides(
     if instances <= 1 or n <= 1:
         _init_worker(loader, None)
         for k, j in enumerate(todo, 1):
-            results.append(run_one(j, str(out_dir)))
+            results.append(run_one(j, str(out_dir), resume))
             echo(_line(k, n, results[-1]))
         return results
     threads = max(1, (os.cpu_count() or 1) // instances)
@@ -203,7 +217,7 @@ def run_slides(
     with ProcessPoolExecutor(
         min(instances, n), mp_context=ctx, initializer=_init_worker, initargs=(loader, threads)
     ) as pool:
-        futures = [pool.submit(run_one, j, str(out_dir)) for j in todo]
+        futures = [pool.submit(run_one, j, str(out_dir), resume) for j in todo]
         for k, fut in enumerate(as_completed(futures), 1):
             results.append(fut.result())
             echo(_line(k, n, results[-1]))

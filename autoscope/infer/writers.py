@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscope.atomic import atomic_dir
 from autoscope.infer.raster import (
     class_colors,
     grid_maps,
@@ -138,14 +137,11 @@ def write_outputs(
     model_info: dict[str, Any] | None = None,
     name: str | None = None,
 ) -> dict[str, Any]:
-    """Write every output of one slide into a temporary folder, then rename it into place."""
+    """Write every output of one slide into a temporary folder, then swap it into place."""
     name = name or Path(pred.slide_path).stem
     final = Path(out_dir) / name
-    tmp = Path(out_dir) / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     t0 = time.perf_counter()
-    try:
+    with atomic_dir(final) as tmp:
         write_tiles(pred, classes, tmp / FILES["tiles"])
         idx, prob = grid_maps(pred)
         rgba = overlay_rgba(idx, prob, class_colors(classes))
@@ -166,11 +162,5 @@ def write_outputs(
         write_overview(pred, heat, classes, summary["areas_mm2"], tmp / FILES["overview"])
         summary["timings"]["write_s"] = time.perf_counter() - t0
         summary["out_dir"] = str(final)
-        _json(summary, tmp / SUMMARY)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _json(summary, tmp / SUMMARY)  # last: the folder is published with it (done marker)
     return summary

@@ -7,11 +7,14 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoscope.atomic import write_text
 from autoscope.errors import UserError
+from autoscope.infer.spec import check_settings
 
 SERVICE = "autoscope.serve.service:PatchService"
 
@@ -36,7 +39,56 @@ def pinned(names: list[str], constraints: Path) -> list[str]:
     return out
 
 
-def resolve_models(client: Any, project: str, models: list[Any]) -> list[str]:
+@dataclass(frozen=True)
+class ModelRef:
+    """One packaged model: its archive `model_name` and a registry version or alias."""
+
+    name: str
+    version: int | str | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """What one bento serves and how it runs (`conf/package/`)."""
+
+    project: str
+    name: str  # bento and service name
+    purpose: str
+    models: tuple[ModelRef, ...]  # the first answers `predict`
+    jobs_dir: str
+    allowed_roots: tuple[str, ...]
+    resources: dict[str, Any] = field(default_factory=dict)
+    max_batch_size: int = 64
+    max_latency_ms: int = 1000
+    workers: int = 1
+    concurrency: int = 32
+    timeout_s: int = 3600
+    infer: dict[str, Any] = field(default_factory=dict)  # engine settings of the slide job
+    python_packages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_settings(self.infer, "package.infer")
+
+    def settings(self, tags: list[str]) -> dict[str, Any]:
+        """The service settings (`serve.settings.ServeSettings`) for the resolved model tags."""
+        return {
+            "name": self.name,
+            "purpose": self.purpose,
+            "models": list(tags),
+            "max_batch_size": self.max_batch_size,
+            "max_latency_ms": self.max_latency_ms,
+            "workers": self.workers,
+            "concurrency": self.concurrency,
+            "resources": dict(self.resources),
+            "timeout_s": self.timeout_s,
+            "allowed_roots": list(self.allowed_roots),
+            "jobs_dir": self.jobs_dir,
+            "infer": dict(self.infer),
+        }
+
+
+def resolve_models(client: Any, project: str, models: Sequence[ModelRef]) -> list[str]:
     """BentoML tags of the packaged models, looked up in the MLflow registry (the index).
 
     Raises:
@@ -46,10 +98,10 @@ def resolve_models(client: Any, project: str, models: list[Any]) -> list[str]:
 
     tags = []
     for i, m in enumerate(models):
-        name = registry.registry_name(project, str(m["name"]))
-        ref = m.get("version") if m.get("version") is not None else m.get("alias")
+        name = registry.registry_name(project, m.name)
+        ref = m.version if m.version is not None else m.alias
         if ref is None:
-            raise UserError(f"package.models[{i}]: give a version or an alias for '{m['name']}'")
+            raise UserError(f"package.models[{i}]: give a version or an alias for '{m.name}'")
         try:
             version = registry.resolve_version(client, name, ref)
         except LookupError as e:
@@ -62,29 +114,14 @@ def resolve_models(client: Any, project: str, models: list[Any]) -> list[str]:
     return tags
 
 
-def bentofile(cfg: Any, tags: list[str], packages: list[str]) -> dict[str, Any]:
+def bentofile(spec: PackageSpec, tags: list[str], packages: list[str]) -> dict[str, Any]:
     """The `bentofile.yaml` content; the service settings ride along as the bento's arguments."""
-    p = cfg.package
-    settings = {
-        "name": str(p.name),
-        "purpose": str(p.purpose),
-        "models": tags,
-        "max_batch_size": int(p.batching.max_batch_size),
-        "max_latency_ms": int(p.batching.max_latency_ms),
-        "workers": int(p.workers),
-        "concurrency": int(p.concurrency),
-        "resources": {k: v for k, v in dict(p.resources).items()},
-        "timeout_s": int(p.timeout_s),
-        "allowed_roots": [str(r) for r in p.allowed_roots],
-        "jobs_dir": str(p.jobs_dir),
-        "infer": dict(p.infer),
-    }
     return {
         "service": SERVICE,
-        "name": str(p.name),
-        "description": str(p.purpose),
+        "name": spec.name,
+        "description": spec.purpose,
         "labels": {
-            "project": str(cfg.project.name),
+            "project": spec.project,
             "models": ",".join(t.replace(":", "-") for t in tags)[:60],
         },
         "include": ["autoscope/**/*.py"],
@@ -92,7 +129,7 @@ def bentofile(cfg: Any, tags: list[str], packages: list[str]) -> dict[str, Any]:
         "python": {"packages": packages, "lock_packages": False},
         "docker": {"distro": "debian", "python_version": "3.11"},
         "models": tags,
-        "args": {"config": settings},
+        "args": {"config": spec.settings(tags)},
     }
 
 
@@ -131,12 +168,8 @@ def build_bento(
     return m.group(1)
 
 
-def write_yaml(path: Path, data: dict[str, Any]) -> None:
-    """Write YAML to a temp file beside `path`, then rename."""
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    """Write YAML atomically (`autoscope.atomic`)."""
     import yaml
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(tmp, path)
+    return write_text(path, yaml.safe_dump(data, sort_keys=False))

@@ -9,7 +9,7 @@ roots and returns its summary. Bad requests get a 4xx, never a 500.
 from __future__ import annotations
 
 import importlib
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,21 +19,28 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, UnprocessableE
 from bentoml.models import BentoModel
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from autoscope.archive.card import ModelCard, read_card
+from autoscope.infer.spec import InferSpec
 from autoscope.serve.guard import SlideSubmitGuard
 from autoscope.serve.settings import check_slide_path, load_settings
 
 SETTINGS = load_settings(bentoml.use_arguments())
 
 
-def _card(tag: str) -> dict[str, Any]:
+def _card(tag: str) -> ModelCard:
     stored = BentoModel(tag).stored
     if stored is None:
         raise BentoMLException(f"model {tag} is not in the BentoML model store")
-    return json.loads((Path(stored.path) / "metadata.json").read_text())
+    card = read_card(Path(stored.path))
+    return card if card.bentoml_tag else replace(card, bentoml_tag=tag)
 
 
 CARDS = [_card(tag) for tag in SETTINGS.models]
-PATCH_PX = int(CARDS[0]["input"]["patch_px"])
+PATCH_PX = CARDS[0].input.patch_px
+# the slide job's engine settings: the card's input spec and tissue detector plus `package.infer`
+SPECS = {
+    c.bentoml_tag: InferSpec.from_card(c, {**SETTINGS.infer, "progress": False}) for c in CARDS
+}
 
 
 def _patches(value: Any) -> np.ndarray:
@@ -69,7 +76,7 @@ class PatchService:
         import torch
 
         from autoscope.infer.engine import pick_device
-        from autoscope.models.classifier import PatchClassifier
+        from autoscope.infer.models import load_model
 
         self.device = pick_device("auto")
         try:  # the slide job's writers (pandas, shapely, matplotlib) load now, not in a request
@@ -79,12 +86,11 @@ class PatchService:
         self.models: dict[str, Any] = {}
         for i, card in enumerate(CARDS):
             path = Path(getattr(self, f"model_{i}").path)
-            model = PatchClassifier.from_files(path / "spec.json", path / "model.pt")
-            model = model.eval().to(self.device)
-            px = int(card["input"]["patch_px"])
+            model = load_model(path)[0].eval().to(self.device)
+            px = card.input.patch_px
             with torch.inference_mode():  # warm up, so the first request meets its latency budget
                 model(torch.zeros((1, px, px, 3), dtype=torch.uint8, device=self.device))
-            self.models[card["bentoml_tag"]] = model
+            self.models[card.bentoml_tag] = model
 
     @bentoml.api(
         batchable=True,
@@ -95,7 +101,7 @@ class PatchService:
         """Class probabilities `[N, C]` (float32; order = the card's classes) for uint8 patches."""
         import torch
 
-        model = self.models[CARDS[0]["bentoml_tag"]]
+        model = self.models[CARDS[0].bentoml_tag]
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(patches)).to(self.device)
             return torch.softmax(model(x).float(), dim=1).cpu().numpy()
@@ -103,34 +109,28 @@ class PatchService:
     @bentoml.api
     def card(self, model: str = "") -> dict[str, Any]:
         """The model card of `model` (a packaged BentoML tag; default: the first model)."""
-        return self._pick(model)[1]
+        return self._pick(model)[1].to_json()
 
     @bentoml.task
     def slide(self, path: SlidePath, model: str = "") -> dict[str, Any]:
-        """Run the inference engine over one slide inside the allowed roots; return its summary."""
+        """Run the inference engine over one slide inside the allowed roots; return its summary.
+
+        The slide is tiled as `autoscope infer` tiles it: the card's resolution, tile size and
+        tissue detector, the package's engine settings.
+        """
         from autoscope.infer.engine import SlideError, infer_slide
 
         net, card = self._pick(model)
-        out_dir = Path(SETTINGS.jobs_dir) / card["bentoml_tag"].replace(":", "-")
+        out_dir = Path(SETTINGS.jobs_dir) / str(card.bentoml_tag).replace(":", "-")
         try:
-            return infer_slide(
-                net,
-                path,
-                out_dir,
-                mpp=card["input"]["mpp"],
-                patch_px=card["input"]["patch_px"],
-                classes=card["classes"],
-                progress=False,
-                model_info={"bentoml_tag": card["bentoml_tag"], "run_id": card["run_id"]},
-                **SETTINGS.infer,
-            )
+            return infer_slide(net, path, out_dir, SPECS[card.bentoml_tag])
         except SlideError as e:
             raise UnprocessableEntity(str(e)) from None
 
-    def _pick(self, tag: str) -> tuple[Any, dict[str, Any]]:
+    def _pick(self, tag: str) -> tuple[Any, ModelCard]:
         for card in CARDS:
-            if tag in ("", card["bentoml_tag"], card["name"]):
-                return self.models[card["bentoml_tag"]], card
+            if tag in ("", card.bentoml_tag, card.name):
+                return self.models[card.bentoml_tag], card
         raise InvalidArgument(f"unknown model '{tag}' (packaged: {', '.join(SETTINGS.models)})")
 
 
@@ -148,5 +148,5 @@ PatchService.add_asgi_middleware(
     SlideSubmitGuard,
     route="/slide",
     roots=SETTINGS.allowed_roots,
-    models=[*SETTINGS.models, *(c["name"] for c in CARDS)],
+    models=[*SETTINGS.models, *(c.name for c in CARDS)],
 )

@@ -6,33 +6,63 @@ from pathlib import Path
 from typing import Any
 
 
+def package_spec(cfg: Any) -> Any:
+    """The typed `PackageSpec` of `cfg.package` (the slide job's settings checked as infer's)."""
+    from autoscope.config import to_dict
+    from autoscope.serve.build import ModelRef, PackageSpec
+
+    p = to_dict(cfg.package)
+    return PackageSpec(
+        project=str(cfg.project.name),
+        name=str(p["name"]),
+        purpose=str(p["purpose"]),
+        models=tuple(
+            ModelRef(str(m["name"]), m.get("version"), m.get("alias")) for m in p["models"]
+        ),
+        jobs_dir=str(p["jobs_dir"]),
+        allowed_roots=tuple(str(r) for r in p["allowed_roots"]),
+        resources=dict(p.get("resources") or {}),
+        max_batch_size=int(p["batching"]["max_batch_size"]),
+        max_latency_ms=int(p["batching"]["max_latency_ms"]),
+        workers=int(p["workers"]),
+        concurrency=int(p["concurrency"]),
+        timeout_s=int(p["timeout_s"]),
+        infer=dict(p.get("infer") or {}),
+        python_packages=tuple(str(n) for n in p["python_packages"]),
+    )
+
+
 def run(cfg: Any) -> dict:
     """Build the bento named by `cfg.package`; print `bentoml containerize <tag>` as next step.
 
     The bento version is a hash of its bentofile and source, so an unchanged package is not
     rebuilt.
     """
-    from autoscope.archive import bento_store, card, runs
-    from autoscope.config import ROOT
+    from autoscope.archive import bento_store
+    from autoscope.archive.select import mlflow_client
+    from autoscope.atomic import write_json
+    from autoscope.config import ROOT, stores_spec
     from autoscope.serve import build
 
-    client = runs.mlflow_client(cfg.paths.mlflow_uri)
-    bento_store.use_bentoml_home(cfg.paths.bentoml_home)
-    tags = build.resolve_models(client, cfg.project.name, list(cfg.package.models))
-    packages = build.pinned(list(cfg.package.python_packages), ROOT / "constraints.txt")
-    spec = build.bentofile(cfg, tags, packages)
-    out = Path(cfg.paths.outputs) / "package" / str(cfg.package.name)
-    card.write_json(out / "service.json", spec["args"]["config"])
-    build.write_yaml(out / "bentofile.yaml", spec)
-    version = build.content_version(spec, ROOT)
-    bento_dir = Path(cfg.paths.bentoml_home) / "bentos" / str(cfg.package.name) / version
+    spec = package_spec(cfg)
+    stores = stores_spec(cfg)
+    client = mlflow_client(stores.mlflow_uri)
+    bento_store.use_bentoml_home(stores.bentoml_home)
+    tags = build.resolve_models(client, spec.project, spec.models)
+    packages = build.pinned(list(spec.python_packages), ROOT / "constraints.txt")
+    bentofile = build.bentofile(spec, tags, packages)
+    out = stores.outputs / "package" / spec.name
+    write_json(out / "service.json", bentofile["args"]["config"])
+    build.write_yaml(out / "bentofile.yaml", bentofile)
+    version = build.content_version(bentofile, ROOT)
+    bento_dir = Path(stores.bentoml_home) / "bentos" / spec.name / version
     built = not (bento_dir / "bento.yaml").is_file()
     if built:
-        tag = build.build_bento(out / "bentofile.yaml", ROOT, Path(cfg.paths.bentoml_home), version)
+        tag = build.build_bento(out / "bentofile.yaml", ROOT, stores.bentoml_home, version)
     else:
-        tag = f"{cfg.package.name}:{version}"
+        tag = f"{spec.name}:{version}"
     dockerfile = bento_dir / "env" / "docker" / "Dockerfile"
-    print(f"next: BENTOML_HOME={cfg.paths.bentoml_home} bentoml containerize {tag}")
+    print(f"next: BENTOML_HOME={stores.bentoml_home} bentoml containerize {tag}")
     return {
         "bento": tag,
         "models": ",".join(tags),

@@ -37,6 +37,7 @@ def test_archive_best_run_writes_card_registry_and_bento(workspace: Path, capsys
     assert card["metrics"]["val/acc"] == pytest.approx(0.95)
     assert card["dataset_version"] == "0123456789abcdef.dir" and card["code_version"] == "deadbeef"
     assert card["bentoml_tag"] == "demo-tissue_classification:v1"
+    assert card["tissue"]["min_saturation"] == 0.07 and "_target_" not in card["tissue"]
     assert set(card["review"]) == {"confusion_matrix", "sample_grid"}
     assert all((vdir / p).is_file() for p in card["review"].values())
     state = torch.load(vdir / "model.pt", weights_only=True)

@@ -44,3 +44,15 @@ def archive_model(
     card = {"name": name, "version": version, **spec, "weights": "model.pt", "spec": "spec.json"}
     (out / "metadata.json").write_text(json.dumps(card))
     return out
+
+
+def infer_spec(
+    mpp: float = 2.0, patch_px: int = 32, tissue: dict | None = None, **settings: Any
+) -> Any:
+    """An `InferSpec` as `autoscope infer` builds it: a card of the tiny model plus settings."""
+    from autoscope.archive.card import ModelCard
+    from autoscope.infer.spec import InferSpec
+
+    data = {"name": "tiny", "classes": CLASSES, "input": {"mpp": mpp, "patch_px": patch_px}}
+    card = ModelCard.from_json({**data, "tissue": tissue or {}})
+    return InferSpec.from_card(card, {"progress": False, **settings})

@@ -9,7 +9,7 @@ import openslide
 import pandas as pd
 import pytest
 import shapely
-from infer_helpers import CLASSES, tiny_classifier
+from infer_helpers import CLASSES, infer_spec, tiny_classifier
 from shapely.geometry import shape
 
 from autoscope.infer.engine import SlideError, infer_slide, predict_slide
@@ -19,16 +19,7 @@ from autoscope.infer.engine import SlideError, infer_slide, predict_slide
 def slide_out(synth_slide, tmp_path_factory):
     out = tmp_path_factory.mktemp("infer")
     summary = infer_slide(
-        tiny_classifier(),
-        synth_slide.path,
-        out,
-        mpp=2.0,
-        patch_px=32,
-        classes=CLASSES,
-        batch_size=32,
-        workers=2,
-        progress=False,
-        model_info={"name": "tiny"},
+        tiny_classifier(), synth_slide.path, out, infer_spec(2.0, 32, batch_size=32, workers=2)
     )
     return out / "synth_000", summary
 
@@ -133,15 +124,7 @@ def test_engine_equals_naive_loop(synth_slide):
 
 def test_corrupt_slide_raises_slide_error(fixtures_dir, tmp_path):
     with pytest.raises(SlideError, match="broken.svs"):
-        infer_slide(
-            tiny_classifier(),
-            fixtures_dir / "broken.svs",
-            tmp_path,
-            mpp=2.0,
-            patch_px=32,
-            classes=CLASSES,
-            progress=False,
-        )
+        infer_slide(tiny_classifier(), fixtures_dir / "broken.svs", tmp_path, infer_spec())
     assert not list(tmp_path.iterdir())
 
 
@@ -165,15 +148,9 @@ def test_slide_without_mpp_needs_override(tmp_path):
 
 
 def test_slide_without_tissue_gives_empty_outputs(synth_slide, tmp_path):
+    glass_only = {"min_saturation": 1.01, "edge_saturation": 1.01}  # nothing is stained
     summary = infer_slide(
-        tiny_classifier(),
-        synth_slide.path,
-        tmp_path,
-        mpp=2.0,
-        patch_px=32,
-        classes=CLASSES,
-        tissue=lambda rgb: np.zeros(rgb.shape[:2], bool),
-        progress=False,
+        tiny_classifier(), synth_slide.path, tmp_path, infer_spec(tissue=glass_only)
     )
     assert summary["tiles"]["total"] == 0 and summary["tissue_area_mm2"] == 0
     geo = json.loads((tmp_path / "synth_000" / "regions.geojson").read_text())

@@ -13,10 +13,10 @@ CHILD = """
 import json, resource, sys
 sys.path.insert(0, {tests!r})
 def main():
-    from infer_helpers import CLASSES, tiny_classifier
+    from infer_helpers import infer_spec, tiny_classifier
     from autoscope.infer.engine import infer_slide
-    s = infer_slide(tiny_classifier(), {slide!r}, {out!r}, mpp=1.0, patch_px=32, classes=CLASSES,
-                    batch_size=64, workers=2, progress=False)
+    spec = infer_spec(1.0, 32, batch_size=64, workers=2, memory=None)
+    s = infer_slide(tiny_classifier(), {slide!r}, {out!r}, spec)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({{"tiles": s["tiles"]["total"], "peak_rss_mb": rss}}))
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from infer_helpers import archive_model
 
 from autoscope.errors import UserError
 from autoscope.infer.models import resolve_model_dir
-from autoscope.infer.runner import parse_bytes, select_slides
+from autoscope.infer.runner import select_slides
+from autoscope.infer.spec import parse_bytes
 
 
 def _cfg(workspace, *overrides):

@@ -148,23 +148,16 @@ def test_slide_job_runs_the_engine(packaged: dict, server: str) -> None:
 
 def test_timings_report(packaged: dict, server: str, tmp_path: Path) -> None:
     """Print archive/package/serve timings and a warm slide job against a direct engine call."""
+    from autoscope.archive.card import read_card
     from autoscope.infer.engine import infer_slide
+    from autoscope.infer.spec import InferSpec
 
-    card = json.loads(Path(packaged["archived"]["card"]).read_text())
+    card = read_card(Path(packaged["archived"]["card"]))
+    spec = InferSpec.from_card(card, {"progress": False, "batch_size": 64, "workers": 2})
     model = _local_model(packaged)
     for _ in range(2):  # the second call is warm, like the served model
         t0 = time.perf_counter()
-        direct = infer_slide(
-            model,
-            packaged["slide"],
-            tmp_path,
-            mpp=card["input"]["mpp"],
-            patch_px=card["input"]["patch_px"],
-            classes=card["classes"],
-            progress=False,
-            batch_size=64,
-            workers=2,
-        )
+        direct = infer_slide(model, packaged["slide"], tmp_path, spec)
         direct_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     job = _run_task(server, {"path": str(packaged["slide"])}).json()

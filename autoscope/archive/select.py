@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from autoscope.errors import UserError
@@ -79,3 +80,31 @@ def check_thresholds(metrics: dict[str, float], minimum: dict, maximum: dict, ru
                     f"run {run_id}: {name}={value:.4f} is {word} {float(limit):g} "
                     f"(archive.thresholds.{bound} in conf/archive/)"
                 )
+
+
+def has_weights(client: Any, run_id: str, train_runs: Path) -> bool:
+    """Whether a run left `model.pt` in its run folder or its MLflow artefacts."""
+    from autoscope.archive.sources import artifact_files
+
+    if (train_runs / run_id / "model.pt").is_file():
+        return True
+    return any(Path(a).name == "model.pt" for a in artifact_files(client, run_id))
+
+
+def pick_run(
+    client: Any, exp_id: str, ref: str, metric: str, mode: str, train_runs: Path, project: str
+) -> Any:
+    """The run to archive: `ref` (an id) or, for `best`, the best finished run with weights.
+
+    Raises:
+        UserError: unknown id, or no finished run with `metric` and weights.
+    """
+    if str(ref) != "best":
+        return get_run(client, exp_id, str(ref))
+    for run in candidate_runs(client, exp_id, metric, mode):
+        if has_weights(client, run.info.run_id, train_runs):
+            return run
+    raise UserError(
+        f"no finished run with metric '{metric}' and weights in project '{project}': "
+        "run `autoscope train` first"
+    )
