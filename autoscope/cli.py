@@ -1,4 +1,4 @@
-"""`autoscope`: argv -> one Hydra composition -> one stage.
+"""`autoscope`: argv -> a stage; actions run as Hydra apps, views compose and take flags.
 
 The stage table is lazy: `autoscope --help` imports nothing heavy (no torch, mlflow, bentoml, dvc).
 Actions take a recipe and Hydra overrides; views take a recipe and plain flags.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 
 _OVERRIDE = re.compile(r"^[+~]{0,2}[\w./@-]+=")  # a Hydra override: key=value, +key=value, ~key
 
@@ -54,7 +53,7 @@ STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
     ("train", ""): (
         "autoscope.stages.train:run",
         "action",
-        "train a model; -m with hpo=<space> runs an Optuna sweep",
+        "train a model; -m sweeps a grid, or an Optuna study with hpo=<space>",
     ),
     ("runs", "list"): ("autoscope.stages.runs:list_view", "view", "tracked runs [--sort val/acc]"),
     ("zoo", "list"): (
@@ -90,7 +89,15 @@ def _usage() -> str:
         lines.append(f"  {(stage + ' ' + verb).strip():<16} {text}")
     lines += ["", "recipes: " + (", ".join(list_recipes()) or "none"), ""]
     lines.append("examples: autoscope slides ingest demo 'slides.sources=[/data/wsi]'")
-    lines.append("          autoscope train demo -m hpo=small")
+    lines.append(
+        "          autoscope train demo -m model=small_cnn,resnet18 trainer.batch_size=64,128"
+    )
+    lines.append(
+        "          autoscope train demo -m hpo=small hydra/launcher=joblib hydra.launcher.n_jobs=2"
+    )
+    lines.append(
+        "          autoscope train demo --cfg job      (any Hydra flag: --help, --info, -m ...)"
+    )
     return "\n".join(lines)
 
 
@@ -119,7 +126,12 @@ def _fail(msg: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `autoscope` console script."""
+    """Entry point of the `autoscope` console script.
+
+    Actions run as Hydra apps (`autoscope.stages.app`): everything after the recipe is Hydra's own
+    command line (`-m`, `--cfg job`, `hydra/launcher=joblib`, overrides). Views compose the recipe
+    with the overrides given and take plain flags.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
@@ -133,37 +145,27 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or argv[0] not in verbs:
             return _fail(f"'{stage}' needs one of: {', '.join(sorted(verbs))}")
         verb = argv.pop(0)
+    shown = (stage + " " + verb).strip()
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
-        return _fail(
-            f"'{(stage + ' ' + verb).strip()}' needs a recipe first (see autoscope --help)"
-        )
+        return _fail(f"'{shown}' needs a recipe first (see autoscope --help)")
     recipe = argv.pop(0)
     target, kind, _ = STAGES[(stage, verb)]
-    multirun = "-m" in argv or "--multirun" in argv
-    rest = [a for a in argv if a not in ("-m", "--multirun")]
-    overrides, flags = _split(rest)
-    if kind == "action" and flags:
-        return _fail(f"unexpected argument '{flags[0]}' (actions take key=value overrides)")
+    name = f"{stage}_{verb}" if verb else stage
+    from autoscope.errors import UserError
+
+    if kind == "action":
+        from autoscope.stages.app import run_app
+
+        return run_app(name, target, recipe, argv, prog=f"autoscope {shown} {recipe}")
+    overrides, flags = _split(argv)
     try:
         from autoscope.config import compose
-        from autoscope.errors import UserError
 
-        name = f"{stage}_{verb}" if verb else stage
-        cfg = compose(recipe, overrides + (["multirun=true"] if multirun else []), stage=name)
+        cfg = compose(recipe, overrides)
         mod_name, fn_name = target.split(":")
         import importlib
 
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-        t0 = time.perf_counter()
-        if kind == "action":
-            result = fn(cfg)
-            if result:
-                shown = ", ".join(
-                    f"{k}={v}" for k, v in result.items() if not isinstance(v, (dict, list))
-                )
-                print(f"{name} done in {time.perf_counter() - t0:.1f}s: {shown}")
-        else:
-            fn(cfg, flags)
+        getattr(importlib.import_module(mod_name), fn_name)(cfg, flags)
     except UserError as e:
         return _fail(str(e))
     except KeyboardInterrupt:

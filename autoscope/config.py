@@ -11,13 +11,25 @@ if TYPE_CHECKING:
     from autoscope.project import ProjectSpec, Stores
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = Path(__file__).resolve().parent / "conf"  # package data: the vocabulary
-RECIPES_DIR = ROOT / "recipes"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONF_DIR = PACKAGE_DIR / "conf"  # package data: the vocabulary (config groups)
+BUILTIN_RECIPES = PACKAGE_DIR / "recipes"  # package data: the recipes shipped with autoscope
+RECIPES_DIR = ROOT / "recipes"  # the source tree's own workspace recipes (the demo)
+
+
+def recipe_dirs() -> list[Path]:
+    """Where recipes are looked up, first hit wins: the workspace's `recipes/`, then built-ins."""
+    dirs = [Path.cwd() / "recipes", BUILTIN_RECIPES]
+    out: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and all(d.resolve() != o.resolve() for o in out):
+            out.append(d)
+    return out
 
 
 def list_recipes() -> list[str]:
-    """Names of the recipes shipped in `recipes/`."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    """Names of the recipes found in the workspace's `recipes/` and the built-in ones."""
+    return sorted({p.stem for d in recipe_dirs() for p in d.glob("*.yaml")})
 
 
 def recipe_path(recipe: str) -> Path:
@@ -25,32 +37,50 @@ def recipe_path(recipe: str) -> Path:
     p = Path(recipe)
     if p.suffix in (".yaml", ".yml") and p.is_file():
         return p.resolve()
-    named = RECIPES_DIR / f"{recipe}.yaml"
-    if named.is_file():
-        return named
+    for d in recipe_dirs():
+        named = d / f"{recipe}.yaml"
+        if named.is_file():
+            return named.absolute()
     known = ", ".join(list_recipes()) or "none"
     raise UserError(
         f"unknown recipe '{recipe}' (known recipes: {known}; or give a path to a .yaml)"
     )
 
 
-def _register_resolvers() -> None:
+def register_resolvers() -> None:
+    """OmegaConf resolvers the configs use (`${autoscope_root:}`: the workspace, i.e. the cwd)."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("autoscope_root"):
         OmegaConf.register_new_resolver("autoscope_root", lambda: str(Path.cwd().resolve()))
 
 
+def searchpath_override() -> str:
+    """The Hydra override that puts `conf/` (package data) on the search path."""
+    return f"hydra.searchpath=[file://{CONF_DIR}]"
+
+
+def _message(e: BaseException) -> str:
+    lines = [ln.rstrip() for ln in str(e).strip().splitlines() if ln.strip()]
+    cause = e.__cause__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in str(e):
+        lines += [ln.rstrip() for ln in str(cause).strip().splitlines() if ln.strip()]
+    return "\n".join(lines) if lines else type(e).__name__
+
+
 def compose(recipe: str, overrides: list[str] | None = None, stage: str | None = None):
-    """Compose a recipe plus Hydra overrides into a resolved, read-only-structured DictConfig.
+    """Compose a recipe plus Hydra overrides into a resolved DictConfig (Hydra's compose API).
+
+    For views, tests and the Studio; actions run as a real Hydra app (`autoscope.stages.app`).
 
     Args:
-        recipe: recipe name under `recipes/` or a path to a recipe YAML.
-        overrides: Hydra override strings (`key=value`, `group=choice`, `+new=1`).
-        stage: stage name stored as `cfg.stage`.
+        recipe: recipe name (workspace `recipes/`, then built-ins) or a path to a recipe YAML.
+        overrides: Hydra override strings (`key=value`, `group=choice`, `+new=1`, `~key`).
+        stage: unused (kept for callers of the older signature).
 
     Raises:
-        UserError: unknown recipe, config group choice or key, or a malformed override.
+        UserError: unknown recipe, config group choice or key, a malformed override or a value
+            of the wrong type; the message is Hydra's full text.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -58,26 +88,71 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    _register_resolvers()
+    register_resolvers()
     path = recipe_path(recipe)
-    ov = list(overrides or [])
-    ov.append(f"recipe='{recipe}'")
-    if stage is not None:
-        ov.append(f"stage={stage}")
-    ov.append(f"hydra.searchpath=[file://{CONF_DIR}]")
+    ov = [*(overrides or []), searchpath_override()]
     try:
+        check_value_types(path, list(overrides or []))
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(config_name=path.stem, overrides=ov)
         OmegaConf.resolve(cfg)
-        cfg.overrides = list(overrides or [])
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        msg = " ".join(lines[:2]) if lines else type(e).__name__
-        raise UserError(f"recipe '{recipe}': {msg}") from None
+        raise UserError(f"recipe '{recipe}': {_message(e)}") from None
     return cfg
 
 
-def project_spec(cfg) -> "ProjectSpec":
+def check_value_types(path: Path, overrides: list[str]) -> None:
+    """Refuse `key=value` overrides whose value cannot have the type of the key's default.
+
+    `trainer.max_epochs=abc` (an int key) or `trainer.tta=maybe` (a bool key) fail here with one
+    line, before anything runs; a null default takes any value, ints are accepted for floats.
+    Sweep values (`a=1,2`, `range(...)`) are checked one by one.
+
+    Raises:
+        UserError: naming the key, the value given and the type expected.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parsed = OverridesParser.create().parse_overrides(
+        [o for o in overrides if not o.startswith("hydra.") and not o.startswith("hydra/")]
+    )
+    plain = [o for o in parsed if not o.is_delete() and not o.is_add() and "." in o.key_or_group]
+    if not plain:
+        return
+    groups = [
+        o.input_line for o in parsed if "." not in o.key_or_group and not o.is_sweep_override()
+    ]
+    with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+        base = hydra_compose(config_name=path.stem, overrides=[*groups, searchpath_override()])
+    for o in plain:
+        default = OmegaConf.select(base, o.key_or_group, default=None, throw_on_missing=False)
+        if default is None or not isinstance(default, (bool, int, float)):
+            continue
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        for v in values:
+            if _fits(default, v):
+                continue
+            want = type(default).__name__
+            raise UserError(
+                f"{o.key_or_group}={v}: expected {'a' if want != 'int' else 'an'} {want} "
+                f"(the default is {default!r})"
+            )
+
+
+def _fits(default: bool | int | float, v) -> bool:
+    if v is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(v, bool)
+    if isinstance(default, int):
+        return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def project_spec(cfg) -> ProjectSpec:
     """The typed project (`cfg.project`) that library code takes."""
     from autoscope.project import ClassSpec, ProjectSpec
 
@@ -92,7 +167,7 @@ def project_spec(cfg) -> "ProjectSpec":
     )
 
 
-def stores_spec(cfg) -> "Stores":
+def stores_spec(cfg) -> Stores:
     """The typed stores (`cfg.paths`) that library code takes."""
     from autoscope.project import Stores
 

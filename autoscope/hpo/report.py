@@ -2,61 +2,67 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-from autoscope.hpo.apply import is_group, to_overrides
+from autoscope.atomic import atomic_file, write_text
+from autoscope.hpo.space import to_overrides
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write `text` to a temp file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
-
-
-def best_delta(cfg: Any, params: dict[str, Any]) -> dict[str, Any]:
+def best_delta(params: dict[str, Any], groups: set[str]) -> dict[str, Any]:
     """The best params as a recipe delta: group choices as `override` defaults, keys nested."""
-    from omegaconf import OmegaConf
-
-    delta = OmegaConf.create({})
-    groups = [{f"override {k}": v} for k, v in params.items() if is_group(cfg, k)]
+    delta: dict[str, Any] = {}
     for k, v in params.items():
-        if not is_group(cfg, k):
-            OmegaConf.update(delta, k, v, force_add=True)
-    out = OmegaConf.to_container(delta)
-    return {"defaults": groups, **out} if groups else out
+        if k in groups:
+            continue
+        node = delta
+        *parents, leaf = k.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = v
+    chosen = [{f"override {k}": v} for k, v in params.items() if k in groups]
+    return {"defaults": chosen, **delta} if chosen else delta
 
 
-def write_best_yaml(cfg: Any, study: Any, path: Path, counts: Any, run_id: str | None) -> Path:
-    """Write the best trial of `study` as a commented, Hydra-ready recipe delta at `path`."""
-    from omegaconf import OmegaConf
+def write_best_yaml(
+    path: Path,
+    study: Any,
+    *,
+    metric: str,
+    recipe: str,
+    groups: set[str],
+    counts: Any,
+    run_id: str | None,
+    fixed: list[str],
+) -> Path:
+    """Write the best trial of `study` as a commented, Hydra-ready recipe delta at `path`.
+
+    Args:
+        path: where best.yaml goes.
+        study: the Optuna study (its best trial is written).
+        metric: the metric the study optimises (for the header).
+        recipe: the recipe the sweep ran (for the "try it" command line).
+        groups: which searched keys are config groups (`model`), written as `override` defaults.
+        counts: the study's trial accounting (`complete`, `pruned`, `failed`).
+        run_id: the best trial's MLflow run.
+        fixed: the overrides every trial got (the sweep's per-trial budget), for the header.
+    """
+    import yaml
 
     best = study.best_trial
-    recipe = cfg.get("recipe") or "<recipe>"
-    fixed = cfg.hpo.get("fixed") if cfg.get("hpo") else None
-    cli = " ".join(to_overrides(cfg, best.params))
+    cli = " ".join(to_overrides(dict(best.params), groups))
     head = [
         f"# Best hyperparameters of Optuna study '{study.study_name}' for recipe '{recipe}'.",
-        f"# {cfg.metric} = {best.value:.6g} ({study.direction.name.lower()}) at trial "
+        f"# {metric} = {best.value:.6g} ({study.direction.name.lower()}) at trial "
         f"#{best.number}; {counts.complete} complete, {counts.pruned} pruned, "
         f"{counts.failed} failed" + (f"; MLflow run {run_id}" if run_id else "") + ".",
         "# Promote by hand: merge into a recipe (`override` lines go into its defaults list),",
         f"# or try it first: autoscope train {recipe} {cli}",
-        *(
-            [f"# (trials ran with the sweep's budget: {' '.join(to_overrides(cfg, dict(fixed)))})"]
-            if fixed
-            else []
-        ),
+        *([f"# (trials ran with the sweep's budget: {' '.join(fixed)})"] if fixed else []),
     ]
-    body = OmegaConf.to_yaml(OmegaConf.create(best_delta(cfg, best.params)))
-    return write_atomic(path, "\n".join(head) + "\n" + body)
+    body = yaml.safe_dump(best_delta(dict(best.params), groups), sort_keys=False)
+    return write_text(path, "\n".join(head) + "\n" + body)
 
 
 def save_plots(study: Any, out_dir: Path, metric: str) -> tuple[list[Path], list[str]]:
@@ -94,10 +100,9 @@ def save_plots(study: Any, out_dir: Path, metric: str) -> tuple[list[Path], list
                 fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
                 fig.set_size_inches(8, 5)
                 fig.tight_layout()
-                tmp = out_dir / f".{name}.tmp.png"
-                fig.savefig(tmp, dpi=100)
+                with atomic_file(out_dir / name) as tmp:
+                    fig.savefig(tmp, dpi=100, format="png")
                 plt.close(fig)
-                os.replace(tmp, out_dir / name)
                 written.append(out_dir / name)
             except Exception as e:  # a picture must never sink a finished sweep
                 notes.append(f"{name} skipped: {type(e).__name__}: {e}")

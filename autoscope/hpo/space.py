@@ -89,18 +89,45 @@ def parse_param(key: str, raw: Any) -> ParamSpec:
 
 
 def parse_space(params: Any) -> list[ParamSpec]:
-    """Parse `cfg.hpo.params` (a mapping, possibly a DictConfig) into specs, in file order.
+    """Parse `hpo.params` (a plain mapping, file order kept) into specs.
 
     Raises:
         UserError: an empty space or any invalid entry.
     """
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(params, DictConfig):
-        params = OmegaConf.to_container(params, resolve=True)
     if not isinstance(params, dict) or not params:
         raise UserError("hpo.params is empty: the hpo space YAML must list a key to search")
     return [parse_param(str(k), v) for k, v in params.items()]
+
+
+def format_value(v: Any) -> str:
+    """A value in Hydra's override grammar (`null`, `true`, quoted strings where needed)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str) and not all(ch.isalnum() or ch in "_-./" for ch in v):
+        return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def to_overrides(
+    params: dict[str, Any], groups: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Hydra command-line overrides equivalent to `params` (config groups first)."""
+    first = [k for k in params if k in groups]
+    rest = [k for k in params if k not in groups]
+    return [f"{k}={format_value(params[k])}" for k in first + rest]
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves of a nested mapping as {dotted path: value} (lists are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix: node} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        out.update(flatten(v, path) if isinstance(v, dict) else {path: v})
+    return out
 
 
 def suggest(trial: Any, spec: ParamSpec) -> Any:
@@ -121,25 +148,3 @@ def contains(spec: ParamSpec, value: Any) -> bool:
     ):
         return False
     return spec.low <= value <= spec.high
-
-
-def base_params(cfg: Any, specs: list[ParamSpec]) -> dict[str, Any]:
-    """The base config's own values of the searched keys that lie inside the space.
-
-    A swept group's value is the choice whose composition equals the base config's node; when none
-    does (the command line changed that group), the sampler picks the group.
-    """
-    from omegaconf import OmegaConf
-
-    from autoscope.hpo.apply import group_choice_cfg, is_group, key_exists
-
-    out: dict[str, Any] = {}
-    for s in specs:
-        if is_group(cfg, s.key):
-            same = [c for c in s.choices if group_choice_cfg(cfg, {s.key: c})[s.key] == cfg[s.key]]
-            out.update({s.key: same[0]} if same else {})
-        elif key_exists(cfg, s.key):
-            v = OmegaConf.select(cfg, s.key)
-            if contains(s, v):
-                out[s.key] = float(v) if s.type == "float" else v
-    return out

@@ -37,9 +37,30 @@ class Counts:
         return self.complete + self.pruned + self.failed
 
 
-def storage_url(cfg: Any) -> str:
-    """`hpo.storage` when set (e.g. a PostgreSQL URL), else `paths.optuna_storage` (SQLite)."""
-    return str(cfg.hpo.get("storage") or cfg.paths.optuna_storage)
+@dataclass(frozen=True)
+class StudySpec:
+    """Which study, where, and which way is better (built by the sweeper from `cfg.hpo`).
+
+    Attributes:
+        name: the study name in the storage (the same name resumes it).
+        storage: an RDB URL (SQLite by default, PostgreSQL to share workers across machines).
+        direction: `maximize` or `minimize`.
+        seed: the base seed; the sampler gets `seed + trials already stored`.
+        heartbeat_s: worker heartbeat for multi-machine studies (None: same-host pid check only).
+    """
+
+    name: str
+    storage: str
+    direction: str = "maximize"
+    seed: int = 0
+    heartbeat_s: int | None = None
+
+
+def direction_of(mode: str) -> str:
+    """`max`/`min` (the config's `metric_mode`) as Optuna's direction."""
+    if mode not in ("max", "min"):
+        raise UserError(f"metric_mode '{mode}' must be max or min (conf/config.yaml or the recipe)")
+    return "maximize" if mode == "max" else "minimize"
 
 
 def masked(url: str) -> str:
@@ -51,58 +72,68 @@ def masked(url: str) -> str:
     return url
 
 
-def _direction(cfg: Any) -> str:
-    mode = str(cfg.metric_mode)
-    if mode not in ("max", "min"):
-        raise UserError(f"metric_mode '{mode}' must be max or min (conf/config.yaml or the recipe)")
-    return "maximize" if mode == "max" else "minimize"
-
-
-def open_study(cfg: Any) -> Any:
-    """Create or load (resume) the study named `hpo.study_name` in the RDB storage.
-
-    The sampler is seeded with `cfg.seed` plus the number of trials already stored, so a resumed
-    sweep is reproducible but does not repeat its first random samples.
-
-    Raises:
-        UserError: a storage that cannot be opened, or a stored study with another direction.
-    """
+def stored_trials(spec: StudySpec) -> int:
+    """How many trials the stored study already holds (0 when it does not exist yet)."""
     import optuna
-    from hydra.utils import instantiate
 
-    url = storage_url(cfg)
+    storage = open_storage(spec)
+    known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    return known[spec.name].n_trials if spec.name in known else 0
+
+
+def open_storage(spec: StudySpec) -> Any:
+    """The RDB storage of `spec` (tables created on first use; retried on creation races)."""
+    import optuna
+
+    url = spec.storage
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}  # workers share one file
-    beat = cfg.hpo.get("heartbeat_s")
-    if beat:
-        kwargs.update(heartbeat_interval=int(beat), grace_period=3 * int(beat))
-    name, direction = str(cfg.hpo.study_name), _direction(cfg)
+    if spec.heartbeat_s:
+        from optuna.storages import RetryFailedTrialCallback
+
+        kwargs.update(
+            heartbeat_interval=int(spec.heartbeat_s),
+            grace_period=3 * int(spec.heartbeat_s),
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=1),
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = _rdb_storage(url, kwargs)
-        try:
-            known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-            seed = int(cfg.seed) + (known[name].n_trials if name in known else 0)
-            sampler = instantiate(cfg.hpo.sampler, seed=seed) if cfg.hpo.get("sampler") else None
-            pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
-        except Exception as e:
-            raise UserError(f"hpo.sampler/pruner: cannot build ({e})") from None
-        if name in known and known[name].direction.name.lower() != direction:
-            raise UserError(
-                f"hpo.study_name '{name}': the stored study {known[name].direction.name.lower()}s"
-                f" but metric_mode is {cfg.metric_mode}; pick another study_name"
-            )
-        return optuna.create_study(
-            storage=storage,
-            sampler=sampler,
-            pruner=pruner or optuna.pruners.NopPruner(),
-            study_name=name,
-            direction=direction,
-            load_if_exists=True,
+        return _rdb_storage(url, kwargs)
+
+
+def open_study(spec: StudySpec, sampler: Any = None, pruner: Any = None) -> Any:
+    """Create or load (resume) the study `spec.name` in its RDB storage.
+
+    Args:
+        spec: the study.
+        sampler: an Optuna sampler (seed it with `spec.seed + stored_trials(spec)` so a resumed
+            sweep is reproducible but does not repeat its first random samples).
+        pruner: an Optuna pruner (None: never prune).
+
+    Raises:
+        UserError: a storage that cannot be opened, or a stored study with another direction.
+    """
+    import optuna
+
+    storage = open_storage(spec)
+    known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if spec.name in known and known[spec.name].direction.name.lower() != spec.direction:
+        raise UserError(
+            f"hpo.study_name '{spec.name}': the stored study "
+            f"{known[spec.name].direction.name.lower()}s but this sweep would {spec.direction}; "
+            "pick another study_name"
         )
+    return optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner or optuna.pruners.NopPruner(),
+        study_name=spec.name,
+        direction=spec.direction,
+        load_if_exists=True,
+    )
 
 
 _RACES = ("IntegrityError", "already exists", "database is locked")  # tables made by another worker

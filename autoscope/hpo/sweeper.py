@@ -1,44 +1,66 @@
-"""`autoscope train <recipe> -m hpo=<space>`: an Optuna study run as a Hydra-style multirun.
+"""AutoSCOPE's Hydra sweeper: a grid like Hydra's basic sweeper, or an Optuna study.
 
-Each trial composes its own config (base config + the trial's parameters, see `apply.py`), saves
-it under `outputs/<project>/hpo/<study>/<trial>/config.yaml` and calls the objective
-(`autoscope.stages.train.train_once`). The study lives in RDB storage, so a killed sweep resumes
-where it stopped; a failing trial is recorded with its reason and the study goes on.
+Selected in conf/config.yaml (`override hydra/sweeper: autoscope`). Without a search space
+(`hpo=none`) every `-m` runs the grid of its comma lists through Hydra's BasicSweeper. With
+`hpo=<space>` (`conf/hpo/*.yaml`, plus any comma list on the command line, searched as a
+categorical) it runs an Optuna study over the current Optuna: it asks the study for trials, hands
+them as override lists to whichever Hydra launcher is chosen (basic, joblib, submitit), and tells
+the study each job's result. A job attaches to its trial through `hpo.trial=<N>` and the shared RDB
+storage (`autoscope.hpo.trial`), so pruning works across processes and machines. The study lives
+in RDB storage: a killed sweep resumes where it stopped; a failing trial is recorded with its
+reason and the study goes on.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from autoscope.errors import UserError
-from autoscope.hpo.apply import (
-    apply_params,
-    check_space,
-    flatten,
-    group_choice_cfg,
-    is_group,
-    key_exists,
-    to_overrides,
-)
-from autoscope.hpo.report import save_plots, write_atomic, write_best_yaml
-from autoscope.hpo.space import base_params, parse_space, suggest
-from autoscope.hpo.study import WORKER, counts, masked, open_study, recover, storage_url
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
 
-Objective = Callable[[Any, Any], Any]
+from autoscope.atomic import write_json, write_text
+from autoscope.config import project_spec, stores_spec
+from autoscope.errors import UserError
+from autoscope.hpo.report import save_plots, write_best_yaml
+from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, suggest, to_overrides
+from autoscope.hpo.study import (
+    WORKER,
+    StudySpec,
+    counts,
+    direction_of,
+    masked,
+    open_study,
+    recover,
+    stored_trials,
+)
+
 MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop
+_ABSENT = object()
 
 
 def _log(study: str, msg: str) -> None:
     print(f"[hpo {study}] {msg}", flush=True)
 
 
-def _value(metrics: Any, metric: str) -> float:
+def study_spec(cfg: Any) -> StudySpec:
+    """The study of a composed config (`hpo.*`, `paths.optuna_storage`, `metric_mode`, `seed`)."""
+    hpo = cfg.hpo
+    return StudySpec(
+        name=str(hpo.study_name),
+        storage=str(hpo.get("storage") or cfg.paths.optuna_storage),
+        direction=direction_of(str(cfg.metric_mode)),
+        seed=int(cfg.seed),
+        heartbeat_s=int(hpo.heartbeat_s) if hpo.get("heartbeat_s") else None,
+    )
+
+
+def value_of(metrics: Any, metric: str) -> float:
     """The objective's value: `metrics[metric]` (or a bare number), finite."""
     v = metrics.get(metric) if isinstance(metrics, dict) else metrics
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -47,197 +69,369 @@ def _value(metrics: Any, metric: str) -> float:
     return float(v)
 
 
-def _make_trial_fn(
-    cfg: Any, objective: Objective, specs: list, fixed: dict[str, Any], sweep_dir: Path
-) -> Callable:
-    """Wrap `objective(cfg, trial) -> metrics` as an Optuna objective `trial -> float`.
+class AutoscopeSweeper(Sweeper):
+    """The sweeper of `conf/hydra/sweeper/autoscope.yaml`."""
 
-    `fixed` overrides (the sweep's per-trial budget) come before the trial's sampled params.
-    """
-    from omegaconf import OmegaConf, open_dict
-    from optuna import TrialPruned
+    def __init__(self, max_batch_size: int | None = None) -> None:
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.hydra_context: Any = None
+        self.task_function: Any = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self.job_idx = 0
 
-    groups = [s for s in specs if is_group(cfg, s.key)]
-    plain = [s for s in specs if s not in groups]
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
-    def trial_fn(trial: Any) -> float:
-        trial.set_user_attr("worker", WORKER)
-        tdir = sweep_dir / str(trial.number)
-        try:  # any error of the trial (its config included) fails it with a reason
-            params = {s.key: suggest(trial, s) for s in groups}
-            chosen = group_choice_cfg(cfg, params)  # a key the chosen group lacks: not sampled
-            params.update({s.key: suggest(trial, s) for s in plain if key_exists(chosen, s.key)})
-            tcfg = apply_params(cfg, {**fixed, **params})
-            with open_dict(tcfg):
-                tcfg.multirun = False
-            head = f"# trial #{trial.number}: {' '.join(to_overrides(cfg, {**fixed, **params}))}\n"
-            write_atomic(tdir / "config.yaml", head + OmegaConf.to_yaml(tcfg))
-            metrics = objective(tcfg, trial)
-            value = _value(metrics, str(cfg.metric))
-        except (TrialPruned, KeyboardInterrupt):
+    # -- dispatch ---------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.config is not None
+        hpo = self.config.get("hpo")
+        if not hpo or not hpo.get("params"):
+            return self._grid(arguments)
+        return self._study(arguments)
+
+    def _grid(self, arguments: list[str]) -> Any:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        basic = BasicSweeper(max_batch_size=self.max_batch_size)
+        basic.hydra_context, basic.config, basic.launcher = (
+            self.hydra_context,
+            self.config,
+            self.launcher,
+        )
+        return basic.sweep(arguments)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _choices(self) -> dict[str, Any]:
+        assert self.config is not None
+        return dict(self.config.hydra.runtime.choices)
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        """The job config these overrides would give (what the launcher will compose)."""
+        assert self.config is not None
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+    def _parallelism(self) -> int:
+        assert self.config is not None
+        launcher = self.config.hydra.launcher
+        for key in ("n_jobs", "array_parallelism"):
+            n = launcher.get(key)
+            if isinstance(n, int) and n > 0:
+                return n
+        return 1
+
+    def _split_arguments(self, arguments: list[str]) -> tuple[list[str], list[ParamSpec]]:
+        """Command-line overrides: plain ones go to every job, sweeps become categoricals."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        plain, specs = [], []
+        for o in parser.parse_overrides(arguments):
+            if not o.is_sweep_override():
+                plain.append(o.input_line)
+            elif o.is_discrete_sweep():
+                values = [v for v in o.sweep_iterator()]
+                specs.append(ParamSpec(o.get_key_element(), "categorical", choices=tuple(values)))
+            else:  # interval(a, b)
+                sweep = o.value()
+                specs.append(
+                    ParamSpec(o.get_key_element(), "float", low=sweep.start, high=sweep.end)
+                )
+        return plain, specs
+
+    def _check_space(self, specs: list[ParamSpec], plain: list[str]) -> dict[str, list]:
+        """Fail before any trial when a searched key or group choice does not exist.
+
+        Returns {group: [config of each choice]} for the searched groups.
+        """
+        groups = self._choices()
+        nodes: dict[str, list] = {}
+        for s in specs:
+            if s.key not in groups:
+                continue
+            if s.type != "categorical":
+                raise UserError(
+                    f"hpo.params['{s.key}']: '{s.key}' is a config group: use type: categorical "
+                    "with choices naming its YAML files"
+                )
+            for c in s.choices:
+                try:
+                    nodes.setdefault(s.key, []).append(self._compose([*plain, f"{s.key}={c}"]))
+                except Exception as e:  # MissingConfigException & co: Hydra's own first line
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise UserError(f"hpo.params['{s.key}']: choice '{c}': {first}") from None
+        base = self._compose(plain)
+        for s in specs:
+            if s.key in nodes:
+                continue
+            top = s.key.split(".")[0]
+            candidates = nodes.get(top, [base])
+            hits = [n for n in candidates if _select(n, s.key) is not _ABSENT]
+            if not hits:
+                where = f"any choice of group '{top}'" if top in nodes else "the composed config"
+                raise UserError(
+                    f"hpo.params['{s.key}']: no such key in {where} "
+                    f"(a typo? see conf/{top}/ and the hpo space YAML)"
+                )
+            if any(isinstance(_select(n, s.key), DictConfig) for n in hits):
+                raise UserError(
+                    f"hpo.params['{s.key}']: '{s.key}' is a section, not a value: search its keys"
+                )
+        return nodes
+
+    def _fixed(self, hpo: Any) -> list[str]:
+        """`hpo.fixed` as overrides every trial gets (each key must exist)."""
+        assert self.config is not None
+        raw = OmegaConf.to_container(hpo.fixed, resolve=True) if hpo.get("fixed") else {}
+        fixed = flatten(raw)
+        for k in fixed:
+            if _select(self.config, k) is _ABSENT:
+                raise UserError(f"hpo.fixed['{k}']: no such key in the composed config (a typo?)")
+        return to_overrides(fixed)
+
+    def _base_params(self, specs: list[ParamSpec], nodes: dict[str, list]) -> dict[str, Any]:
+        """The recipe's own values of the searched keys that lie inside the space."""
+        assert self.config is not None
+        choices = self._choices()
+        out: dict[str, Any] = {}
+        for s in specs:
+            if s.key in nodes:
+                if choices.get(s.key) in s.choices:
+                    out[s.key] = choices[s.key]
+                continue
+            v = _select(self.config, s.key)
+            if v is not _ABSENT and contains(s, v):
+                out[s.key] = float(v) if s.type == "float" else v
+        return out
+
+    # -- the study --------------------------------------------------------------------------
+    def _study(self, arguments: list[str]) -> Any:
+        import optuna
+        from hydra.utils import instantiate
+
+        assert self.config is not None
+        cfg, hpo = self.config, self.config.hpo
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
+        plain, cli_specs = self._split_arguments(arguments)
+        raw = OmegaConf.to_container(hpo.params, resolve=True)
+        specs = parse_space(raw) + [s for s in cli_specs if s.key not in raw]
+        nodes = self._check_space(specs, plain)
+        groups = set(nodes)
+        fixed = self._fixed(hpo)
+        n_trials, timeout = _budget(hpo)
+        spec = study_spec(cfg)
+        try:
+            seed = spec.seed + stored_trials(spec)
+            sampler = instantiate(hpo.sampler, seed=seed) if hpo.get("sampler") else None
+            pruner = instantiate(hpo.pruner) if hpo.get("pruner") else None
+        except UserError:
             raise
         except Exception as e:
-            lines = [ln for ln in str(e).strip().splitlines() if ln.strip()] or [""]
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {lines[0]}"[:500])
-            write_atomic(tdir / "error.txt", traceback.format_exc())
-            raise
-        if isinstance(metrics, dict) and metrics.get("run_id"):
-            trial.set_user_attr("run_id", str(metrics["run_id"]))
-        return value
-
-    return trial_fn
-
-
-def _fixed(cfg: Any) -> dict[str, Any]:
-    """`hpo.fixed`: overrides every trial gets (nested or dotted keys); each must exist."""
-    from omegaconf import OmegaConf
-
-    fixed = flatten(OmegaConf.to_container(cfg.hpo.fixed)) if cfg.hpo.get("fixed") else {}
-    for k in fixed:
-        if not key_exists(cfg, str(k)):
-            raise UserError(f"hpo.fixed['{k}']: no such key in the composed config (a typo?)")
-    return {str(k): v for k, v in fixed.items()}
-
-
-def _check_budget(hpo: Any) -> tuple[int | None, float | None]:
-    n, t = hpo.get("n_trials"), hpo.get("timeout_s")
-    if n is None and t is None:
-        raise UserError("hpo: set n_trials or timeout_s (both null would run forever)")
-    if n is not None and int(n) < 1:
-        raise UserError(f"hpo.n_trials must be >= 1, got {n}")
-    return (None if n is None else int(n)), (None if t is None else float(t))
-
-
-def _trial_line(t: Any, metric: str, seconds: float, cfg: Any) -> str:
-    shown = " ".join(to_overrides(cfg, t.params))
-    if t.state.name == "COMPLETE":
-        what = f"{metric}={t.value:.4f}"
-    elif t.state.name == "FAIL":
-        what = t.user_attrs.get("fail_reason", "interrupted")
-    else:
-        what = f"at step {t.last_step}" if t.last_step is not None else ""
-    return f"trial #{t.number} {t.state.name} {what} in {seconds:.1f}s ({shown})"
-
-
-def run_study(cfg: Any, objective: Objective) -> dict:
-    """Run (or resume) the Optuna study described by `cfg.hpo` with `objective(cfg, trial)`.
-
-    Args:
-        cfg: the composed base config (`cfg.hpo` holds the space; `cfg.recipe` is needed when a
-            config group such as `model` is searched).
-        objective: `objective(trial_cfg, trial) -> dict` holding `cfg.metric` (and `run_id`);
-            it may raise `optuna.TrialPruned`.
-
-    Returns:
-        `best_value, best_params, best_run_id, n_complete, n_pruned, n_failed, study_name,
-        best_yaml` (best_* are None while no trial has completed).
-
-    Raises:
-        UserError: no or an invalid search space, an unknown key, an unusable storage.
-    """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial instead
-    if not cfg.get("hpo") or not cfg.hpo.get("params"):
-        raise UserError("train -m needs a search space: add hpo=<space> (see conf/hpo/*.yaml)")
-    specs = parse_space(cfg.hpo.params)
-    check_space(cfg, specs)
-    fixed = _fixed(cfg)
-    n_trials, timeout = _check_budget(cfg.hpo)
-    study = open_study(cfg)
-    name = study.study_name
-    sweep_dir = Path(cfg.paths.outputs) / "hpo" / name
-    for line in recover(study):
-        _log(name, line)
-    if cfg.hpo.get("start_from_base") and not study.get_trials(deepcopy=False):
-        base = base_params(cfg, specs)
-        if base:
-            study.enqueue_trial(base, user_attrs={"base": True})
-            _log(name, f"trial #0 runs the recipe's values: {' '.join(to_overrides(cfg, base))}")
-    tracker = None
-    if cfg.hpo.get("mlflow", True):
-        from autoscope.hpo.tracking import StudyRun
-
-        tracker = StudyRun(cfg, study)
-    c = counts(study)
-    budget = f"{n_trials} trials" if n_trials else "no trial limit"
-    _log(
-        name,
-        f"{c.counted} trial(s) done of {budget}"
-        + (f", {timeout:.0f}s budget" if timeout else "")
-        + f"; storage {masked(storage_url(cfg))}; outputs {sweep_dir}",
-    )
-    trial_fn = _make_trial_fn(cfg, objective, specs, fixed, sweep_dir)
-    start = t0 = time.monotonic()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: error.txt
-    repeated: list[str] = []  # reasons of the consecutive failures of this worker
-    try:
-        while True:
-            for line in recover(study):  # other workers' stale trials (heartbeat) are queued again
-                _log(name, line)
-            c = counts(study)
-            if n_trials is not None and c.counted + c.running >= n_trials:
-                break
-            if timeout is not None and time.monotonic() - start >= timeout:
-                _log(name, f"time budget of {timeout:.0f}s reached")
-                break
-            t0 = time.monotonic()
-            study.optimize(trial_fn, n_trials=1, catch=(Exception,))
-            t = _after_trial(cfg, study, sweep_dir, tracker, time.monotonic() - t0, n_trials)
-            reason = t.user_attrs.get("fail_reason") if t is not None else None
-            repeated = repeated + [reason] if reason else []
-            if len(repeated) >= MAX_SAME_FAILURES and len(set(repeated[-MAX_SAME_FAILURES:])) == 1:
-                raise UserError(
-                    f"hpo: {MAX_SAME_FAILURES} trials in a row failed with {reason} "
-                    f"(traceback: {sweep_dir / str(t.number) / 'error.txt'})"
+            raise UserError(f"hpo.sampler/pruner: cannot build ({e})") from None
+        study = open_study(spec, sampler, pruner)
+        name = study.study_name
+        sweep_dir = Path(cfg.paths.outputs) / "hpo" / name
+        for line in recover(study):
+            _log(name, line)
+        if hpo.get("start_from_base") and not study.get_trials(deepcopy=False):
+            base = self._base_params(specs, nodes)
+            if base:
+                study.enqueue_trial(base, user_attrs={"base": True})
+                _log(
+                    name,
+                    f"trial #0 runs the recipe's values: {' '.join(to_overrides(base, groups))}",
                 )
-    except KeyboardInterrupt:
-        _after_trial(cfg, study, sweep_dir, tracker, time.monotonic() - t0, n_trials)
-        if tracker is not None:
-            tracker.client.set_terminated(tracker.run_id, "KILLED")
-        _log(name, "interrupted: run the same command again to resume")
-        raise
-    except UserError:
-        if tracker is not None:
-            tracker.client.set_terminated(tracker.run_id, "FAILED")
-        raise
-    finally:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return _finish(cfg, study, sweep_dir, tracker)
+        recipe = str(cfg.hydra.job.config_name)
+        tracker = None
+        if hpo.get("mlflow", True):
+            from autoscope.hpo.tracking import StudyRun
+
+            tracker = StudyRun(
+                project_spec(cfg), stores_spec(cfg), study,
+                storage=spec.storage, metric=str(cfg.metric), recipe=recipe,
+            )  # fmt: skip
+        c = counts(study)
+        width = self._parallelism()
+        _log(
+            name,
+            f"{c.counted} trial(s) done of {f'{n_trials} trials' if n_trials else 'no trial limit'}"
+            + (f", {timeout:.0f}s budget" if timeout else "")
+            + f"; {width} at a time through the {_launcher_name(cfg)} launcher"
+            + f"; storage {masked(spec.storage)}; outputs {sweep_dir}",
+        )
+        run = _Run(self, study, specs, nodes, plain + fixed, sweep_dir, tracker, str(cfg.metric))
+        start = time.monotonic()
+        repeated: list[str] = []
+        try:
+            while True:
+                for line in recover(study):
+                    _log(name, line)
+                if spec.heartbeat_s:
+                    optuna.storages.fail_stale_trials(study)
+                c = counts(study)
+                if n_trials is not None and c.counted + c.running >= n_trials:
+                    break
+                if timeout is not None and time.monotonic() - start >= timeout:
+                    _log(name, f"time budget of {timeout:.0f}s reached")
+                    break
+                left = width if n_trials is None else min(width, n_trials - c.counted - c.running)
+                for t in run.batch(left, n_trials):
+                    reason = t.user_attrs.get("fail_reason")
+                    repeated = repeated + [reason] if reason else []
+                    if len(repeated) >= MAX_SAME_FAILURES and len(set(repeated[-3:])) == 1:
+                        raise UserError(
+                            f"hpo: {MAX_SAME_FAILURES} trials in a row failed with {reason} "
+                            f"(traceback: {sweep_dir / str(t.number) / 'error.txt'})"
+                        )
+        except KeyboardInterrupt:
+            run.interrupted()
+            if tracker is not None:
+                tracker.client.set_terminated(tracker.run_id, "KILLED")
+            _log(name, "interrupted: run the same command again to resume")
+            raise
+        except UserError:
+            if tracker is not None:
+                tracker.client.set_terminated(tracker.run_id, "FAILED")
+            raise
+        return _finish(cfg, study, sweep_dir, tracker, groups, fixed, recipe)
 
 
-def _after_trial(
-    cfg: Any, study: Any, sweep_dir: Path, tracker: Any, seconds: float, n_trials: int | None
-) -> Any:
-    """Log the trial this worker just ran: one progress line, result.json, MLflow nesting.
+class _Run:
+    """One sweeper process's trials: ask, launch, tell, log."""
 
-    Returns that trial (a FrozenTrial), or None when this worker has run none.
-    """
-    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == WORKER]
-    if not mine:
-        return None
-    t = mine[-1]
-    c = counts(study)
-    best = ""
-    if c.complete:
-        best = f" | best {study.best_value:.4f} (#{study.best_trial.number})"
-    done = f"{c.counted}/{n_trials}" if n_trials else f"{c.counted}"
-    _log(study.study_name, f"{done} {_trial_line(t, str(cfg.metric), seconds, cfg)}{best}")
-    record = {
-        "number": t.number,
-        "state": t.state.name,
-        "value": t.value,
-        "params": t.params,
-        "seconds": round(seconds, 3),
-        **t.user_attrs,
-    }
-    write_atomic(sweep_dir / str(t.number) / "result.json", json.dumps(record, indent=2) + "\n")
-    if tracker is not None:
-        tracker.log_trial(t.number, t.value, t.user_attrs.get("run_id"))
-    return t
+    def __init__(self, sweeper, study, specs, nodes, base_overrides, sweep_dir, tracker, metric):
+        self.sweeper, self.study, self.specs, self.nodes = sweeper, study, specs, nodes
+        self.base, self.sweep_dir, self.tracker, self.metric = (
+            base_overrides,
+            sweep_dir,
+            tracker,
+            metric,
+        )
+        self.groups = set(nodes)
+        self.pending: list[Any] = []
+
+    def _sample(self, trial: Any) -> dict[str, Any]:
+        """Groups first; a key under a swept group is sampled only if the chosen choice has it."""
+        params = {s.key: suggest(trial, s) for s in self.specs if s.key in self.groups}
+        for s in self.specs:
+            if s.key in self.groups:
+                continue
+            top = s.key.split(".")[0]
+            if top in self.groups:
+                spec = next(x for x in self.specs if x.key == top)
+                node = self.nodes[top][list(spec.choices).index(params[top])]
+                if _select(node, s.key) is _ABSENT:
+                    continue  # the chosen group has no such key: not sampled in this trial
+            params[s.key] = suggest(trial, s)
+        return params
+
+    def batch(self, n: int, n_trials: int | None) -> list[Any]:
+        """Ask `n` trials, run them through the launcher side by side, tell their results."""
+        from optuna.trial import TrialState
+
+        trials, jobs, params_of = [], [], {}
+        for _ in range(max(1, n)):
+            t = self.study.ask()
+            t.set_user_attr("worker", WORKER)
+            try:
+                params = self._sample(t)
+            except Exception as e:
+                self._fail(t, e)
+                continue
+            params_of[t.number] = params
+            trials.append(t)
+            jobs.append([*self.base, *to_overrides(params, self.groups), f"hpo.trial={t.number}"])
+        self.pending = trials
+        t0 = time.monotonic()
+        returns = (
+            self.sweeper.launcher.launch(jobs, initial_job_idx=self.sweeper.job_idx) if jobs else []
+        )
+        self.sweeper.job_idx += len(jobs)
+        seconds = time.monotonic() - t0
+        done = []
+        for t, ret in zip(trials, returns, strict=True):
+            write_text(
+                self.sweep_dir / str(t.number) / "overrides.txt",
+                " ".join(jobs[trials.index(t)]) + "\n",
+            )
+            if ret.status.name == "COMPLETED":
+                try:
+                    metrics = ret.return_value
+                    value = value_of(metrics, self.metric)
+                except Exception as e:
+                    self._fail(t, e)
+                else:
+                    if isinstance(metrics, dict) and metrics.get("run_id"):
+                        t.set_user_attr("run_id", str(metrics["run_id"]))
+                    self.study.tell(t, value)
+            else:
+                exc = ret._return_value
+                if type(exc).__name__ == "TrialPruned":
+                    self.study.tell(t, state=TrialState.PRUNED)
+                elif isinstance(exc, KeyboardInterrupt):
+                    self.study.tell(t, state=TrialState.FAIL)
+                else:
+                    self._fail(t, exc)
+            done.append(self._after(t.number, seconds, n_trials))
+        self.pending = []
+        return [d for d in done if d is not None]
+
+    def _fail(self, t: Any, e: BaseException) -> None:
+        from optuna.trial import TrialState
+
+        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()] or [""]
+        t.set_user_attr("fail_reason", f"{type(e).__name__}: {lines[0]}"[:500])
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        write_text(self.sweep_dir / str(t.number) / "error.txt", tb)
+        self.study.tell(t, state=TrialState.FAIL)
+
+    def interrupted(self) -> None:
+        """Ctrl-C: the trials of this batch are FAILed without a reason (queued again on resume)."""
+        from optuna.trial import TrialState
+
+        for t in self.pending:
+            try:
+                self.study.tell(t, state=TrialState.FAIL)
+            except Exception:  # already told
+                pass
+
+    def _after(self, number: int, seconds: float, n_trials: int | None) -> Any:
+        """One progress line, result.json and MLflow nesting for a finished trial."""
+        t = self.study.get_trials(deepcopy=False)[number]
+        c = counts(self.study)
+        best = (
+            f" | best {self.study.best_value:.4f} (#{self.study.best_trial.number})"
+            if c.complete
+            else ""
+        )
+        done = f"{c.counted}/{n_trials}" if n_trials else f"{c.counted}"
+        shown = " ".join(to_overrides(dict(t.params), self.groups))
+        if t.state.name == "COMPLETE":
+            what = f"{self.metric}={t.value:.4f}"
+        elif t.state.name == "FAIL":
+            what = t.user_attrs.get("fail_reason", "interrupted")
+        else:
+            what = f"at step {t.last_step}" if t.last_step is not None else ""
+        line = f"trial #{t.number} {t.state.name} {what} in {seconds:.1f}s ({shown})"
+        _log(self.study.study_name, f"{done} {line}{best}")
+        record = {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "params": t.params,
+            "seconds": round(seconds, 3),
+            **t.user_attrs,
+        }
+        write_json(self.sweep_dir / str(t.number) / "result.json", record)
+        if self.tracker is not None:
+            self.tracker.log_trial(t.number, t.value, t.user_attrs.get("run_id"))
+        return t
 
 
-def _finish(cfg: Any, study: Any, sweep_dir: Path, tracker: Any) -> dict:
+def _finish(cfg, study, sweep_dir: Path, tracker, groups, fixed, recipe) -> dict:
     """Write best.yaml and the pictures, close the MLflow parent run, build the result."""
     c = counts(study)
     result: dict[str, Any] = {
@@ -250,7 +444,7 @@ def _finish(cfg: Any, study: Any, sweep_dir: Path, tracker: Any) -> dict:
         "study_name": study.study_name,
         "best_yaml": None,
     }
-    name = study.study_name
+    name, metric = study.study_name, str(cfg.metric)
     if c.complete:
         best = study.best_trial
         result.update(
@@ -258,20 +452,42 @@ def _finish(cfg: Any, study: Any, sweep_dir: Path, tracker: Any) -> dict:
             best_params=dict(best.params),
             best_run_id=best.user_attrs.get("run_id"),
         )
-        path = write_best_yaml(cfg, study, sweep_dir / "best.yaml", c, result["best_run_id"])
+        path = write_best_yaml(
+            sweep_dir / "best.yaml", study, metric=metric, recipe=recipe, groups=groups,
+            counts=c, run_id=result["best_run_id"], fixed=fixed,
+        )  # fmt: skip
         result["best_yaml"] = str(path)
         _log(
             name,
-            f"best {cfg.metric}={best.value:.4f} at trial #{best.number} "
+            f"best {metric}={best.value:.4f} at trial #{best.number} "
             f"(run {result['best_run_id']}): {path}",
         )
     else:
         _log(name, "no trial completed: no best.yaml written")
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    pictures, notes = save_plots(study, sweep_dir, str(cfg.metric))
+    pictures, notes = save_plots(study, sweep_dir, metric)
     for note in notes + (tracker.notes if tracker else []):
         _log(name, note)
     if tracker is not None:
         files = pictures + ([Path(result["best_yaml"])] if result["best_yaml"] else [])
         tracker.finish(result, files)
+    write_json(sweep_dir / "study.json", result)
     return result
+
+
+def _budget(hpo: Any) -> tuple[int | None, float | None]:
+    n, t = hpo.get("n_trials"), hpo.get("timeout_s")
+    if n is None and t is None:
+        raise UserError("hpo: set n_trials or timeout_s (both null would run forever)")
+    if n is not None and int(n) < 1:
+        raise UserError(f"hpo.n_trials must be >= 1, got {n}")
+    return (None if n is None else int(n)), (None if t is None else float(t))
+
+
+def _launcher_name(cfg: Any) -> str:
+    target = str(cfg.hydra.launcher.get("_target_", ""))
+    return target.rsplit(".", 1)[-1].removesuffix("Launcher").lower() or "basic"
+
+
+def _select(cfg: Any, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)

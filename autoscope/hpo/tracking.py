@@ -10,19 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autoscope.hpo.study import masked, storage_url
+from autoscope.hpo.study import masked
+from autoscope.project import ProjectSpec, Stores, ensure_experiment
 
 
 class StudyRun:
     """One MLflow parent run per Optuna study (created once, reopened on resume)."""
 
-    def __init__(self, cfg: Any, study: Any) -> None:
+    def __init__(
+        self,
+        project: ProjectSpec,
+        stores: Stores,
+        study: Any,
+        *,
+        storage: str,
+        metric: str,
+        recipe: str | None = None,
+    ) -> None:
         import mlflow
 
-        from autoscope.stages.project import ensure_experiment
-
-        self.client = mlflow.MlflowClient(tracking_uri=str(cfg.paths.mlflow_uri))
-        self.experiment_id = ensure_experiment(cfg)
+        self.client = mlflow.MlflowClient(tracking_uri=stores.mlflow_uri)
+        self.experiment_id = ensure_experiment(project, stores)
         self.notes: list[str] = []
         run_id = study.user_attrs.get("mlflow_parent_run_id")
         if run_id and self._exists(run_id):
@@ -31,10 +39,10 @@ class StudyRun:
             tags = {
                 "autoscope.kind": "hpo_study",
                 "optuna.study": study.study_name,
-                "optuna.storage": masked(storage_url(cfg)),
-                "project": str(cfg.project.name),
-                "recipe": str(cfg.get("recipe")),
-                "hpo.metric": str(cfg.metric),
+                "optuna.storage": masked(storage),
+                "project": project.name,
+                "recipe": str(recipe),
+                "hpo.metric": metric,
             }
             run = self.client.create_run(
                 self.experiment_id, run_name=f"hpo-{study.study_name}", tags=tags

@@ -1,4 +1,4 @@
-"""Fixtures of the sweeper tests: the toy recipe composed in a temp workspace.
+"""Fixtures of the sweeper tests: the toy recipe run as a real Hydra app in a temp workspace.
 
 The recipe lives in a temp folder beside its groups (Hydra searches the recipe's folder first, then
 `conf/`), and the workspace is that temp folder, so every store (Optuna, MLflow) is a real SQLite
@@ -7,25 +7,40 @@ file under tmp_path.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from hpo_toy import write_toy  # noqa: E402
 
 
-@pytest.fixture
-def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Return `make(overrides) -> cfg` composing the toy recipe in a temp workspace."""
-    from autoscope.config import compose
+class Toy:
+    """`toy(args)` runs `autoscope toy <recipe> -m <args>` in-process; returns the exit status."""
 
+    def __init__(self, recipe: Path, root: Path) -> None:
+        self.recipe, self.root = recipe, root
+
+    def __call__(self, *args: str, multirun: bool = True) -> int:
+        from autoscope.stages.app import run_app
+
+        argv = (["-m"] if multirun else []) + list(args)
+        return run_app("toy", "hpo_toy:task", str(self.recipe), argv, prog="autoscope toy")
+
+    def compose(self, *overrides: str):
+        from autoscope.config import compose
+
+        return compose(str(self.recipe), list(overrides))
+
+
+@pytest.fixture
+def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Toy:
+    """The toy app in a temp workspace (launcher workers find `hpo_toy` through PYTHONPATH)."""
     recipe = write_toy(tmp_path / "recipes")
     monkeypatch.chdir(tmp_path)
-
-    def make(overrides: list[str] | None = None) -> Any:
-        return compose(str(recipe), ["multirun=true", *(overrides or [])], "train")
-
-    return make
+    root = HERE.parents[1]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), str(root)]))
+    return Toy(recipe, tmp_path)

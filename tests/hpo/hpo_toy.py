@@ -1,11 +1,14 @@
-"""The toy recipe of the sweeper tests: its own `toy` config group, an `hpo` space, an objective.
+"""The toy recipe of the sweeper tests: its own `toy` config group, an `hpo` space, a task.
 
-Imported by the tests and by the worker scripts they start (kept out of conftest for that).
+The task is a real Hydra task function run by `autoscope.stages.app.run_app` (so by the real
+sweeper and launchers); what it does is configured by the `toy` keys (fail, prune, hang ...).
+Imported by the tests and by the launcher workers they start (kept out of conftest for that).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +16,25 @@ TOY_A = """\
 name: a        # which choice this is (the objective reads it)
 lr: 0.1        # a searched float
 max_lr: ${.lr} # an interpolation that must follow the searched lr
+fail_on: []    # trial numbers whose job raises RuntimeError
+interrupt_on: null  # the trial number whose job raises KeyboardInterrupt
+hang_on: null  # the trial number whose job writes started-<n> and sleeps
+prune_from: null  # trials with a number >= this report once and are pruned
+sleep_s: 0.0   # every job sleeps this long (time budget, parallel launchers)
+metric: val/acc  # the key the job returns its score under
+mlflow_run: false  # log an MLflow run per job (parent-run nesting)
 """
-TOY_B = """\
-name: b        # which choice this is
-lr: 0.05       # a searched float
-max_lr: ${.lr} # follows lr
-depth: 2       # only this choice has it: a conditional parameter
-"""
+TOY_B = (
+    TOY_A.replace("name: a ", "name: b ")
+    .replace("lr: 0.1 ", "lr: 0.05")
+    .replace(
+        "mlflow_run: false  # log an MLflow run per job (parent-run nesting)\n",
+        "mlflow_run: false  # log an MLflow run per job (parent-run nesting)\ndepth: 2  # only b\n",
+    )
+)
 SPACE = """\
 study_name: toy-${seed}   # Optuna study name
+trial: null               # set by the sweeper per job
 n_trials: 3               # counted trials
 timeout_s: null           # no time budget
 storage: null             # paths.optuna_storage
@@ -70,7 +83,39 @@ def score(cfg: Any) -> float:
     return v
 
 
-def objective(cfg: Any, trial: Any) -> dict:
-    """The toy objective with the train_once signature; checks the interpolation followed lr."""
+def task(cfg: Any) -> dict:
+    """The toy stage (`hpo_toy:task`): checks the interpolation followed lr, then scores."""
+    import optuna
+
     assert cfg.toy.max_lr == cfg.toy.lr
-    return {"val/acc": score(cfg), "run_id": None}
+    n = cfg.hpo.get("trial")
+    t = cfg.toy
+    if t.sleep_s:
+        time.sleep(float(t.sleep_s))
+    if n is not None and n in list(t.fail_on):
+        raise RuntimeError("out of memory\nsecond line")
+    if n is not None and n == t.interrupt_on:
+        raise KeyboardInterrupt
+    if n is not None and n == t.hang_on:
+        Path(f"started-{n}").write_text("x")
+        time.sleep(600)
+    if n is not None and t.prune_from is not None and n >= t.prune_from:
+        from hydra.utils import instantiate
+
+        from autoscope.hpo.sweeper import study_spec
+        from autoscope.hpo.trial import attach
+
+        trial = attach(study_spec(cfg), int(n), instantiate(cfg.hpo.pruner))
+        trial.report(score(cfg), step=0)
+        raise optuna.TrialPruned()
+    run_id = None
+    if t.mlflow_run:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri)
+        exp = client.get_experiment_by_name(cfg.project.name)
+        run = client.create_run(exp.experiment_id, run_name=f"trial-{n}")
+        client.log_metric(run.info.run_id, "val/acc", score(cfg))
+        client.set_terminated(run.info.run_id)
+        run_id = run.info.run_id
+    return {str(t.metric): score(cfg), "run_id": run_id, "seed": int(cfg.seed)}

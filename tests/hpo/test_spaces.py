@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from autoscope.hpo.apply import check_space
 from hydra.utils import instantiate
 
 from autoscope.config import CONF_DIR, compose
-from autoscope.hpo.apply import check_space
 from autoscope.hpo.space import parse_space
 from autoscope.hpo.sweeper import _fixed
 

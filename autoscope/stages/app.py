@@ -1,0 +1,114 @@
+"""Every action stage runs as a real Hydra application.
+
+`autoscope <stage> [<verb>] <recipe> [hydra args]` becomes Hydra's own command line: the recipe is
+the primary config (`config_path` = its folder: the workspace's `recipes/`, then the built-ins),
+`conf/` is on the search path, and the stage is the task function. So everything a Hydra user
+knows works: `-m` grids over any key or group, `glob()`, `hydra/launcher=joblib|submitit_local|
+submitit_slurm`, `--cfg job|hydra|all`, `--resolve`, `--info`, `--help`, `--shell-completion`,
+`~key`, and a `.hydra/` record (config, overrides, choices) in every job's run dir
+(`outputs/<project>/<stage>/...`, see `hydra:` in conf/config.yaml).
+
+Errors a user causes end with one message (Hydra's full text) and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from typing import Any
+
+from autoscope.config import check_value_types, recipe_path, register_resolvers
+from autoscope.config import searchpath_override as _searchpath
+from autoscope.errors import UserError
+
+register_resolvers()  # also in launcher workers, which import this module to unpickle the task
+
+
+class StageTask:
+    """The Hydra task function of one stage: `module:function` taking the composed config.
+
+    A plain class (not a closure) so that the joblib and submitit launchers can pickle it.
+    """
+
+    def __init__(self, target: str, name: str) -> None:
+        self.target = target
+        self.name = name
+
+    def __call__(self, cfg: Any) -> Any:
+        register_resolvers()
+        mod_name, fn_name = self.target.split(":")
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+        t0 = time.perf_counter()
+        result = fn(cfg)
+        if isinstance(result, dict) and result:
+            shown = ", ".join(
+                f"{k}={v}" for k, v in result.items() if not isinstance(v, (dict, list))
+            )
+            print(f"{self.name} done in {time.perf_counter() - t0:.1f}s: {shown}", flush=True)
+        return result
+
+
+def _parser(prog: str) -> Any:
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.prog = prog
+    return parser
+
+
+def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> int:
+    """Run stage `name` (`module:function`) as a Hydra app over `recipe` with Hydra `args`.
+
+    Returns the exit status: 0, 2 for anything the user got wrong (one message on stderr), 130 on
+    Ctrl-C.
+    """
+    from hydra._internal.utils import _run_hydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"  # the user asked for tracebacks
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print one message below
+    try:
+        path = recipe_path(recipe)
+        parser = _parser(prog)
+        ns = parser.parse_args(args)
+        user_overrides = list(ns.overrides)
+        if not (ns.help or ns.hydra_help):
+            check_value_types(path, user_overrides)
+        ns.overrides = [*user_overrides, f"hydra.job.name={name}", _searchpath()]
+        _run_hydra(
+            args=ns,
+            args_parser=parser,
+            task_function=StageTask(target, name),
+            config_path=str(path.parent),
+            config_name=path.stem,
+        )
+    except UserError as e:
+        return _fail(str(e))
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        if full_error:
+            raise
+        return _fail(_hydra_message(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    finally:
+        if not full_error:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()  # a next app in this process (tests, Studio) starts clean
+    return 0
+
+
+def _hydra_message(e: BaseException) -> str:
+    """Hydra's whole message (the "Available options" list included), its cause appended."""
+    from autoscope.config import _message
+
+    return _message(e)
+
+
+def _fail(msg: str, code: int = 2) -> int:
+    print(f"autoscope: error: {msg}", file=sys.stderr, flush=True)
+    return code
