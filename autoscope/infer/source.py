@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 
 from autoscope.errors import UserError
+from autoscope.slides.units import level0_px
 
-MPP_TOLERANCE = 0.02  # a level within 2 % of the wanted MPP is read as is (no resampling)
+__all__ = ["SlideError", "check_resolution", "level0_px", "open_slide", "tissue_grid"]
+
+# Not a second MPP tolerance (that is `slides.units.MPP_TOLERANCE`, used by the reader to pick a
+# level): how much coarser than the model a slide may be, read with that much upsampling.
 MAX_UPSAMPLE = 1.10  # a slide coarser than the model by more than this cannot be used
 
 
@@ -64,7 +68,10 @@ def tissue_grid(
     tissue: Callable[[np.ndarray], np.ndarray] | None,
     min_tissue: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Level-0 top-left corners of the grid tiles that hold tissue (`samplers.foreground_grid`).
+    """Level-0 top-left corners of the grid tiles that hold tissue.
+
+    The one sampler and coverage rule of the project (`slides.samplers.foreground_grid`, as in
+    dataset building) on the tissue mask of a thumbnail with about 4 mask pixels per grid step.
 
     Returns:
         (coords int64 [N, 2], thumbnail uint8 [h, w, 3], thumbnail downsample in level-0 px per px).
@@ -85,8 +92,3 @@ def tissue_grid(
         mask, ds, tile0, step0, min_tissue, width=int(width0), height=int(height0)
     )
     return np.asarray(coords, np.int64), thumb, ds
-
-
-def level0_px(slide_mpp: float, mpp: float, px: int) -> int:
-    """A length of `px` pixels at `mpp`, in whole level-0 pixels of a `slide_mpp` slide."""
-    return max(1, round(px * mpp / slide_mpp))

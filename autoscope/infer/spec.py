@@ -145,7 +145,7 @@ class InferSpec:
         """The project's tissue detector with the card's parameters."""
         from autoscope.slides.tissue import TissueDetector
 
-        return TissueDetector(**self.tissue)
+        return TissueDetector.from_params(self.tissue)
 
 
 def check_settings(settings: Mapping[str, Any], where: str = "infer") -> None:
