@@ -7,13 +7,16 @@ from typing import Any
 
 def list_view(cfg: Any, flags: list[str]) -> None:
     """Print the zoo folder's cards and the project's archived models (usable as `zoo:<name>`)."""
+    from autoscope.archive.tables import text_table
+    from autoscope.config import stores_spec
     from autoscope.models.zoo import archived_entries, zoo_entries
-    from autoscope.stages.runs import _parse, text_table
+    from autoscope.stages.runs import _parse
 
     _parse("autoscope zoo list", flags, lambda p: None)
-    entries = zoo_entries(cfg.paths.zoo) + archived_entries(cfg.paths.outputs)
+    stores = stores_spec(cfg)
+    entries = zoo_entries(stores.zoo) + archived_entries(stores.outputs)
     if not entries:
-        print(f"zoo is empty: drop <name>.pt + <name>.yaml into {cfg.paths.zoo}, or archive a run")
+        print(f"zoo is empty: drop <name>.pt + <name>.yaml into {stores.zoo}, or archive a run")
         return
     cols = ["name", "kind", "arch", "source", "mpp", "weights"]
     rows = []

@@ -156,3 +156,83 @@ def test_trainer_choices_compose(tmp_path: Path) -> None:
     gpu = compose("demo", [f"paths.workspace={tmp_path}", "trainer=gpu"]).trainer
     assert set(base) == set(gpu)
     assert gpu.accelerator == "gpu" and gpu.batch_size > base.batch_size
+    # the `_target_` sections follow the knobs (interpolated), so a choice changes them too
+    assert gpu.lightning.accelerator == "gpu" and gpu.data.batch_size == gpu.batch_size
+    assert gpu.data.eval_batch_size == gpu.eval_batch_size != base.data.eval_batch_size
+
+
+# Arguments the train stage (or the LightningModule) gives each `_target_` at call time; every
+# other argument must come from the config. A `_partial_` node must be listed here.
+GIVEN = {
+    "model.net": {"num_classes"},  # archs.build_net
+    "model.optimizer": {"params"},  # PatchClassifierModule.configure_optimizers
+    "model.scheduler": {"optimizer", "total_steps"},
+    "trainer.data": {"dataset_dir", "num_classes"},  # stages/train.py train_once
+    "trainer.lightning": {"ckpt_dir", "logger", "callbacks"},
+    "logger.lightning": {"run_name", "tags"},
+}
+GROUPS = [("model", m) for m in MODELS] + [
+    (group, p.stem)
+    for group in ("trainer", "logger")
+    for p in sorted((CONF_DIR / group).glob("*.yaml"))
+]
+
+
+def _targets(node: object, path: str = "") -> list[tuple[str, dict]]:
+    """Every `(dotted path, mapping)` under `node` that has a `_target_`."""
+    if not isinstance(node, dict):
+        return []
+    found = [(path, node)] if "_target_" in node else []
+    for k, v in node.items():
+        found += _targets(v, f"{path}.{k}" if path else str(k))
+    return found
+
+
+@pytest.mark.parametrize(("group", "choice"), GROUPS, ids=[f"{g}={c}" for g, c in GROUPS])
+def test_every_target_resolves_and_binds(group: str, choice: str, tmp_path: Path) -> None:
+    """Each `_target_` of a model/trainer/logger choice resolves and binds its arguments.
+
+    Nothing is instantiated: `inspect.signature(target).bind(config args + stage args)`.
+    """
+    import inspect
+
+    from hydra.utils import get_object
+
+    from autoscope.config import to_dict
+
+    cfg = compose("demo", [f"paths.workspace={tmp_path}", f"{group}={choice}"])
+    found = _targets(to_dict(cfg[group]), group)
+    assert found, f"{group}={choice} has no _target_"
+    for path, node in found:
+        args = {k: v for k, v in node.items() if not k.startswith("_")}
+        given = GIVEN.get(path, set())
+        assert not node.get("_partial_") or path in GIVEN, f"{path}: a partial nobody completes"
+        if path == "model.net":  # model cards rebuild the net without Hydra: same rule
+            archs.locate_builder(node["_target_"])
+        target = get_object(node["_target_"])
+        inspect.signature(target).bind(**args, **dict.fromkeys(given))
+
+
+def test_logger_store_is_one_override(tmp_path: Path) -> None:
+    """A second MLflow server is `logger.tracking_uri=...`; logger=csv has no MLflow store."""
+    uri = "http://mlflow.example:5000"
+    cfg = compose("demo", [f"paths.workspace={tmp_path}", f"logger.tracking_uri={uri}"])
+    assert cfg.logger.lightning.tracking_uri == uri
+    assert compose("demo", [f"paths.workspace={tmp_path}"]).logger.tracking_uri.startswith(
+        "sqlite:///"
+    )
+    csv = compose("demo", [f"paths.workspace={tmp_path}", "logger=csv"]).logger
+    assert "tracking_uri" not in csv
+    assert {"run_name", "log_params", "log_pictures", "tags"} <= set(csv)
+
+
+def test_model_cards_only_name_architecture_builders() -> None:
+    """A model card's `net._target_` is called at load time: only builders are allowed."""
+    with pytest.raises(UserError, match="not an architecture builder"):
+        archs.build_net({"_target_": "os.system", "command": "true"}, 2)
+    with pytest.raises(UserError, match="no such builder"):
+        archs.build_net({"_target_": "autoscope.models.archs.nope"}, 2)
+    net = archs.build_net(
+        {"_target_": "autoscope.models.archs.small_resnet", "widths": [4], "depths": [1]}, 3
+    )
+    assert net(torch.zeros(1, 3, 16, 16)).shape == (1, 3)

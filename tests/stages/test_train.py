@@ -110,3 +110,37 @@ def test_pruned_trial_marks_run_killed(tmp_path: Path) -> None:
     (run,) = client.search_runs([exp.experiment_id])
     assert run.info.status == "KILLED"
     assert trial.number == 0 and study.trials[0].intermediate_values  # the metric was reported
+
+
+def test_csv_logger_trains_without_mlflow(tmp_path: Path) -> None:
+    """`logger=csv`: no MLflow store; the run id is the run name, the run folder holds it all."""
+    from autoscope.stages import train
+
+    cfg = tiny_cfg(tmp_path, "logger=csv", "logger.run_name=csv-run", "trainer.max_epochs=1")
+    out = train.train_once(cfg)
+    assert out["run_id"] == "csv-run" and 0.0 <= out["val/acc"] <= 1.0
+    run_dir = Path(cfg.paths.outputs) / "train" / "runs" / "csv-run"
+    for name in ("model.pt", "spec.json", "metrics.csv", "hparams.yaml", "confusion_matrix.png"):
+        assert (run_dir / name).is_file(), name
+    hparams = (run_dir / "hparams.yaml").read_text()
+    assert "status: FINISHED" in hparams and "tags.dataset_name: tiny" in hparams
+    assert "model.net._target_: autoscope.models.archs.small_resnet" in hparams
+    assert "val/acc" in (run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert not (Path(cfg.paths.state) / "mlflow.db").exists()
+
+
+def test_second_mlflow_store_is_one_override(tmp_path: Path) -> None:
+    """`logger.tracking_uri=<another store>` records the run (and the experiment) there."""
+    import mlflow
+
+    from autoscope.stages import train
+
+    uri = f"sqlite:///{tmp_path}/other.db"
+    cfg = tiny_cfg(tmp_path, f"logger.tracking_uri={uri}", "trainer.max_epochs=1")
+    out = train.train_once(cfg)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "demo" and exp.tags["task"] == "tissue_classification"
+    assert not (Path(cfg.paths.state) / "mlflow.db").exists()
