@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
+
+if TYPE_CHECKING:
+    from autoscope.datasets.spec import DatasetSpec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,10 +40,11 @@ def _need(node: dict, key: str, where: str = "dataset") -> Any:
 
 
 def _opt(value: Any, kind: type) -> Any:
+    """`kind(value)`, or None for None (an optional setting left unset)."""
     return None if value is None else kind(value)
 
 
-def dataset_spec(cfg: Any) -> Any:
+def dataset_spec(cfg: Any) -> DatasetSpec:
     """The typed `DatasetSpec` of `cfg.dataset` (every default is in conf/dataset/_base.yaml)."""
     from autoscope.config import to_dict
     from autoscope.datasets.spec import DatasetSpec, SplitSpec, source_spec

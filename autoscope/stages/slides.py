@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
+
+if TYPE_CHECKING:
+    from autoscope.slides.spec import SlidesSpec
 
 LIST_COLUMNS = [
     "slide_id",
@@ -33,7 +36,7 @@ def detector_from(cfg: Any) -> Any:
     return instantiate(cfg.tissue)
 
 
-def slides_spec(cfg: Any) -> Any:
+def slides_spec(cfg: Any) -> SlidesSpec:
     """The typed `SlidesSpec` of `cfg.slides` (every default is in conf/slides/)."""
     from autoscope.config import to_dict
     from autoscope.slides.spec import SlidesSpec
