@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
 
+if TYPE_CHECKING:
+    from autoscope.archive.card import ModelCard
+    from autoscope.archive.version import ArchiveSpec, Review
 
-def archive_spec(cfg: Any) -> Any:
+
+def archive_spec(cfg: Any) -> ArchiveSpec:
     """The typed `ArchiveSpec` of the composed config (`conf/archive/` plus project and paths)."""
     from autoscope.archive.version import ArchiveSpec
     from autoscope.config import project_spec, stores_spec, to_dict
@@ -29,7 +33,7 @@ def archive_spec(cfg: Any) -> Any:
     )
 
 
-def _reviewer(cfg: Any) -> Any:
+def _reviewer(cfg: Any) -> Review:
     """The review step: pick the slide (`archive.review_slide`), draw the engine's heatmap."""
     from functools import partial
 
@@ -40,7 +44,7 @@ def _reviewer(cfg: Any) -> Any:
 
     stores = stores_spec(cfg)
 
-    def pick(card: Any) -> str | None:
+    def pick(card: ModelCard) -> str | None:
         from autoscope.datasets.store import dataset_dir
         from autoscope.slides.registry import resolve_slide
 
@@ -51,7 +55,7 @@ def _reviewer(cfg: Any) -> Any:
             resolve=lambda ref: str(resolve_slide(stores, ref)["path"]),
         )
 
-    def draw(folder: Path, card: Any, slide: str) -> dict[str, str]:
+    def draw(folder: Path, card: ModelCard, slide: str) -> dict[str, str]:
         return draw_review(folder, slide, InferSpec.from_card(card, {"progress": False}))
 
     return partial(add_heatmap, pick=pick, draw=draw)

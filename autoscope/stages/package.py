@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from autoscope.serve.build import PackageSpec
 
 
-def package_spec(cfg: Any) -> Any:
+def package_spec(cfg: Any) -> PackageSpec:
     """The typed `PackageSpec` of `cfg.package` (the slide job's settings checked as infer's)."""
     from autoscope.config import to_dict
     from autoscope.serve.build import ModelRef, PackageSpec
