@@ -6,10 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from autoscope.archive.tables import text_table
 from autoscope.errors import UserError
-
-__all__ = ["list_view", "text_table", "ui_view"]  # text_table: stages/zoo.py prints with it
 
 
 def _parse(
