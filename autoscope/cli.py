@@ -6,6 +6,7 @@ Actions take a recipe and Hydra overrides; views take a recipe and plain flags.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -125,6 +126,44 @@ def _fail(msg: str, code: int = 2) -> int:
     return code
 
 
+def _complete(argv: list[str]) -> int:
+    """Shell completion (Hydra's script calls `autoscope -sc query=bash` with COMP_LINE set).
+
+    Stage, verb and recipe words are completed here; what follows the recipe is Hydra's to
+    complete (groups, choices, keys), so COMP_LINE is handed on without the stage words.
+    """
+    line = os.environ["COMP_LINE"]
+    words = line.split()[1:]
+    if line.endswith(" "):
+        words.append("")
+    stages = sorted({s for s, _ in STAGES})
+    if len(words) <= 1:
+        print(" ".join(s for s in stages if s.startswith(words[0] if words else "")))
+        return 0
+    stage, rest = words[0], words[1:]
+    verbs = sorted(v for (s, v) in STAGES if s == stage and v)
+    verb = ""
+    if verbs and "" not in {v for (s, v) in STAGES if s == stage}:
+        if len(rest) <= 1:
+            print(" ".join(v for v in verbs if v.startswith(rest[0])))
+            return 0
+        verb, rest = rest[0], rest[1:]
+    if len(rest) <= 1 or (stage, verb) not in STAGES:
+        from autoscope.config import list_recipes
+
+        print(" ".join(r for r in list_recipes() if r.startswith(rest[0] if rest else "")))
+        return 0
+    target, kind, _ = STAGES[(stage, verb)]
+    if kind != "action":
+        return 0
+    os.environ["COMP_LINE"] = "autoscope " + " ".join(rest[1:])
+    os.environ["COMP_POINT"] = str(len(os.environ["COMP_LINE"]))
+    from autoscope.stages.app import run_app
+
+    name = f"{stage}_{verb}" if verb else stage
+    return run_app(name, target, rest[0], argv, prog=f"autoscope {stage} {rest[0]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `autoscope` console script.
 
@@ -136,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
+    if argv[0] in ("-sc", "--shell-completion") and "COMP_LINE" in os.environ:
+        return _complete(argv)
     stage = argv.pop(0)
     verbs = {v for (s, v) in STAGES if s == stage}
     if not verbs:

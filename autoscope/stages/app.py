@@ -19,11 +19,15 @@ import sys
 import time
 from typing import Any
 
-from autoscope.config import check_value_types, recipe_path, register_resolvers
+from autoscope.config import CONF_DIR, check_value_types, recipe_path, register_resolvers
 from autoscope.config import searchpath_override as _searchpath
 from autoscope.errors import UserError
 
 register_resolvers()  # also in launcher workers, which import this module to unpickle the task
+
+
+class StageFailed(BaseException):  # noqa: N818 - a BaseException so Hydra's run_job lets it pass
+    """A user error in a single (non-multirun) job: one line, exit 2, no Hydra job banner."""
 
 
 class StageTask:
@@ -41,7 +45,15 @@ class StageTask:
         mod_name, fn_name = self.target.split(":")
         fn = getattr(importlib.import_module(mod_name), fn_name)
         t0 = time.perf_counter()
-        result = fn(cfg)
+        try:
+            result = fn(cfg)
+        except UserError as e:
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            if HydraConfig.get().mode == RunMode.RUN:
+                raise StageFailed(str(e)) from None
+            raise  # a sweep records it (Optuna) or names the failing job (grid)
         if isinstance(result, dict) and result:
             shown = ", ".join(
                 f"{k}={v}" for k, v in result.items() if not isinstance(v, (dict, list))
@@ -77,7 +89,12 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
         user_overrides = list(ns.overrides)
         if not (ns.help or ns.hydra_help):
             check_value_types(path, user_overrides)
-        ns.overrides = [*user_overrides, f"hydra.job.name={name}", _searchpath()]
+        extra = [f"hydra.job.name={name}"]
+        if ns.config_dir is None:  # conf/ on the search path (help, --info and sweeps see it)
+            ns.config_dir = str(CONF_DIR)
+        else:  # the user's own --config-dir comes first, conf/ still after it
+            extra.append(_searchpath())
+        ns.overrides = [*user_overrides, *extra]
         _run_hydra(
             args=ns,
             args_parser=parser,
@@ -85,7 +102,7 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
             config_path=str(path.parent),
             config_name=path.stem,
         )
-    except UserError as e:
+    except (UserError, StageFailed) as e:
         return _fail(str(e))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         if full_error:

@@ -15,25 +15,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from hpo_toy import write_toy  # noqa: E402
-
-
-class Toy:
-    """`toy(args)` runs `autoscope toy <recipe> -m <args>` in-process; returns the exit status."""
-
-    def __init__(self, recipe: Path, root: Path) -> None:
-        self.recipe, self.root = recipe, root
-
-    def __call__(self, *args: str, multirun: bool = True) -> int:
-        from autoscope.stages.app import run_app
-
-        argv = (["-m"] if multirun else []) + list(args)
-        return run_app("toy", "hpo_toy:task", str(self.recipe), argv, prog="autoscope toy")
-
-    def compose(self, *overrides: str):
-        from autoscope.config import compose
-
-        return compose(str(self.recipe), list(overrides))
+from hpo_toy import Toy, write_toy  # noqa: E402
 
 
 @pytest.fixture

@@ -62,6 +62,24 @@ defaults:
 """
 
 
+class Toy:
+    """`toy(args)` runs `autoscope toy <recipe> -m <args>` in-process; returns the exit status."""
+
+    def __init__(self, recipe: Path, root: Path) -> None:
+        self.recipe, self.root = recipe, root
+
+    def __call__(self, *args: str, multirun: bool = True) -> int:
+        from autoscope.stages.app import run_app
+
+        argv = (["-m"] if multirun else []) + list(args)
+        return run_app("toy", "hpo_toy:task", str(self.recipe), argv, prog="autoscope toy")
+
+    def compose(self, *overrides: str):
+        from autoscope.config import compose
+
+        return compose(str(self.recipe), list(overrides))
+
+
 def write_toy(rdir: Path) -> Path:
     """Write the toy recipe and its groups into `rdir`; returns the recipe path."""
     for rel, text in {

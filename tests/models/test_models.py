@@ -132,7 +132,7 @@ def test_hed_jitter_matches_colour_deconvolution(fixtures_dir: Path) -> None:
     from PIL import Image
     from skimage.color import hed2rgb, rgb2hed
 
-    from autoscope.models import stain
+    from autoscope.datasets import stain
 
     tile = fixtures_dir / "tiles" / "tissue-level0-4302-10273-4814-10785.png"
     img = np.asarray(Image.open(tile).convert("RGB"))[:64, :64].copy()
