@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from autoscope.errors import UserError
-from autoscope.hpo.space import ParamSpec, base_params, contains, parse_space, suggest
+from autoscope.hpo.space import ParamSpec, contains, parse_space, suggest
 
 
 @pytest.mark.parametrize(
@@ -61,13 +61,3 @@ def test_contains() -> None:
     assert contains(f, 0.5) and contains(f, 1) and not contains(f, 2.0) and not contains(f, True)
     assert contains(i, 3) and not contains(i, 3.0)
     assert contains(c, 128) and not contains(c, 256) and not contains(c, 128.0)
-
-
-def test_base_params_takes_values_inside_the_space(toy) -> None:
-    cfg = toy()
-    specs = parse_space(cfg.hpo.params)
-    # the toy group is choice a, toy.lr=0.1 lies inside, toy.depth is absent in choice a
-    assert base_params(cfg, specs) == {"toy": "a", "toy.lr": 0.1}
-    assert base_params(toy(["toy=b"]), specs) == {"toy": "b", "toy.lr": 0.05, "toy.depth": 2}
-    assert base_params(toy(["toy.lr=0.2"]), specs) == {"toy.lr": 0.2}  # changed group: sampled
-    assert base_params(toy(["toy.lr=5.0"]), specs) == {}  # outside the space: sampled

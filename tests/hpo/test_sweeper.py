@@ -241,3 +241,18 @@ def test_fixed_overrides_reach_every_trial(toy) -> None:
 def test_relative_sqlite_storage_lives_under_the_working_folder(toy) -> None:
     assert toy("hpo.n_trials=1", "hpo.storage=sqlite:///outputs/demo/hpo/pipeline.db") == 0
     assert (toy.root / "outputs/demo/hpo/pipeline.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "base"),
+    [
+        ([], {"toy": "a", "toy.lr": 0.1}),  # toy.depth is absent in choice a
+        (["toy=b"], {"toy": "b", "toy.lr": 0.05, "toy.depth": 2}),
+        (["toy.lr=5.0"], {"toy": "a"}),  # outside the space: sampled
+    ],
+)
+def test_trial_0_runs_the_recipes_values_inside_the_space(toy, args, base) -> None:
+    assert toy("hpo.start_from_base=true", "hpo.n_trials=1", *args) == 0
+    t = _load(toy).trials[0]
+    assert t.user_attrs["base"] is True
+    assert {k: t.params[k] for k in base} == base
