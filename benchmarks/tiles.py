@@ -199,9 +199,10 @@ def time_tissue(path: str, truth: np.ndarray) -> tuple[float, float]:
     from autoscope.slides.reader import open_reader
     from autoscope.slides.tissue import TissueDetector, slide_mask
 
-    kwargs = OmegaConf.to_container(OmegaConf.load(ROOT / "autoscope" / "conf" / "tissue" / "default.yaml"))
+    conf = ROOT / "autoscope" / "conf"
+    kwargs = OmegaConf.to_container(OmegaConf.load(conf / "tissue" / "default.yaml"))
     kwargs.pop("_target_", None)
-    mask_mpp = float(OmegaConf.load(ROOT / "autoscope" / "conf" / "slides" / "default.yaml").mask_mpp)
+    mask_mpp = float(OmegaConf.load(conf / "slides" / "default.yaml").mask_mpp)
     with open_reader(path) as reader:
         t0 = time.perf_counter()
         mask, _ = slide_mask(reader, mask_mpp, TissueDetector(**kwargs))

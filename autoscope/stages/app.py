@@ -115,6 +115,11 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
             os.environ.pop("HYDRA_FULL_ERROR", None)
         from hydra.core.global_hydra import GlobalHydra
 
+        if "joblib" in sys.modules:  # the joblib launcher's worker pool ends with the app
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor().shutdown(wait=True)
+
         GlobalHydra.instance().clear()  # a next app in this process (tests, Studio) starts clean
     return 0
 

@@ -103,9 +103,13 @@ def score(cfg: Any) -> float:
 
 def task(cfg: Any) -> dict:
     """The toy stage (`hpo_toy:task`): checks the interpolation followed lr, then scores."""
+    import os
+
     import optuna
+    from hydra.core.hydra_config import HydraConfig
 
     assert cfg.toy.max_lr == cfg.toy.lr
+    Path(HydraConfig.get().runtime.output_dir, "pid.txt").write_text(str(os.getpid()))
     n = cfg.hpo.get("trial")
     t = cfg.toy
     if t.sleep_s:

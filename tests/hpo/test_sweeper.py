@@ -213,6 +213,8 @@ def test_joblib_launcher_runs_two_trials_at_once(toy, capsys) -> None:
     assert [x.state for x in t] == [TrialState.COMPLETE] * 4
     runs = sorted((toy.root / "outputs/demo/toy/multirun").glob("*/*/*/.hydra"))
     assert len(runs) == 4
+    pids = {p.read_text() for p in toy.root.glob("outputs/demo/toy/multirun/*/*/*/pid.txt")}
+    assert len(pids) == 2 and str(os.getpid()) not in pids
 
 
 @pytest.mark.slow
