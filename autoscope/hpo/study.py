@@ -68,6 +68,8 @@ def masked(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         cred, host = rest.rsplit("@", 1)
+        if ":" not in cred:  # no password to hide
+            return url
         return f"{scheme}://{cred.split(':')[0]}:***@{host}"
     return url
 
