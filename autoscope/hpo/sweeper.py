@@ -13,9 +13,7 @@ reason and the study goes on.
 
 from __future__ import annotations
 
-import math
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +22,12 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from autoscope.atomic import write_json, write_text
+from autoscope.atomic import write_json
 from autoscope.config import project_spec, stores_spec
 from autoscope.errors import UserError
 from autoscope.hpo.report import save_plots, write_best_yaml
-from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, suggest, to_overrides
+from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, to_overrides
 from autoscope.hpo.study import (
-    WORKER,
     StudySpec,
     counts,
     direction_of,
@@ -39,13 +36,11 @@ from autoscope.hpo.study import (
     recover,
     stored_trials,
 )
+from autoscope.hpo.trials import TrialBatches
+from autoscope.hpo.trials import log as _log
 
 MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop
 _ABSENT = object()
-
-
-def _log(study: str, msg: str) -> None:
-    print(f"[hpo {study}] {msg}", flush=True)
 
 
 def study_spec(cfg: Any) -> StudySpec:
@@ -58,15 +53,6 @@ def study_spec(cfg: Any) -> StudySpec:
         seed=int(cfg.seed),
         heartbeat_s=int(hpo.heartbeat_s) if hpo.get("heartbeat_s") else None,
     )
-
-
-def value_of(metrics: Any, metric: str) -> float:
-    """The objective's value: `metrics[metric]` (or a bare number), finite."""
-    v = metrics.get(metric) if isinstance(metrics, dict) else metrics
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        got = sorted(metrics) if isinstance(metrics, dict) else repr(metrics)
-        raise ValueError(f"objective returned no finite '{metric}' (got {got})")
-    return float(v)
 
 
 class AutoscopeSweeper(Sweeper):
@@ -107,6 +93,12 @@ class AutoscopeSweeper(Sweeper):
         return basic.sweep(arguments)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _launch(self, jobs: list[list[str]]) -> list[Any]:
+        """Run override lists through the chosen launcher; job numbers keep counting up."""
+        returns = self.launcher.launch(jobs, initial_job_idx=self.job_idx) if jobs else []
+        self.job_idx += len(jobs)
+        return list(returns)
+
     def _choices(self) -> dict[str, Any]:
         assert self.config is not None
         return dict(self.config.hydra.runtime.choices)
@@ -262,7 +254,10 @@ class AutoscopeSweeper(Sweeper):
             + f"; {width} at a time through the {_launcher_name(cfg)} launcher"
             + f"; storage {masked(spec.storage)}; outputs {sweep_dir}",
         )
-        run = _Run(self, study, specs, nodes, plain + fixed, sweep_dir, tracker, str(cfg.metric))
+        run = TrialBatches(
+            study, specs, nodes, plain + fixed, sweep_dir, tracker, str(cfg.metric),
+            launch=self._launch, has_key=lambda node, key: _select(node, key) is not _ABSENT,
+        )  # fmt: skip
         start = time.monotonic()
         repeated: list[str] = []
         try:
@@ -297,138 +292,6 @@ class AutoscopeSweeper(Sweeper):
                 tracker.client.set_terminated(tracker.run_id, "FAILED")
             raise
         return _finish(cfg, study, sweep_dir, tracker, groups, fixed, recipe)
-
-
-class _Run:
-    """One sweeper process's trials: ask, launch, tell, log."""
-
-    def __init__(self, sweeper, study, specs, nodes, base_overrides, sweep_dir, tracker, metric):
-        self.sweeper, self.study, self.specs, self.nodes = sweeper, study, specs, nodes
-        self.base, self.sweep_dir, self.tracker, self.metric = (
-            base_overrides,
-            sweep_dir,
-            tracker,
-            metric,
-        )
-        self.groups = set(nodes)
-        self.pending: list[Any] = []
-
-    def _sample(self, trial: Any) -> dict[str, Any]:
-        """Groups first; a key under a swept group is sampled only if the chosen choice has it."""
-        params = {s.key: suggest(trial, s) for s in self.specs if s.key in self.groups}
-        for s in self.specs:
-            if s.key in self.groups:
-                continue
-            top = s.key.split(".")[0]
-            if top in self.groups:
-                spec = next(x for x in self.specs if x.key == top)
-                node = self.nodes[top][list(spec.choices).index(params[top])]
-                if _select(node, s.key) is _ABSENT:
-                    continue  # the chosen group has no such key: not sampled in this trial
-            params[s.key] = suggest(trial, s)
-        return params
-
-    def batch(self, n: int, n_trials: int | None) -> list[Any]:
-        """Ask `n` trials, run them through the launcher side by side, tell their results."""
-        from optuna.trial import TrialState
-
-        trials, jobs, params_of = [], [], {}
-        for _ in range(max(1, n)):
-            t = self.study.ask()
-            t.set_user_attr("worker", WORKER)
-            try:
-                params = self._sample(t)
-            except Exception as e:
-                self._fail(t, e)
-                continue
-            params_of[t.number] = params
-            trials.append(t)
-            jobs.append([*self.base, *to_overrides(params, self.groups), f"hpo.trial={t.number}"])
-        self.pending = trials
-        t0 = time.monotonic()
-        returns = (
-            self.sweeper.launcher.launch(jobs, initial_job_idx=self.sweeper.job_idx) if jobs else []
-        )
-        self.sweeper.job_idx += len(jobs)
-        seconds = time.monotonic() - t0
-        done = []
-        for t, ret in zip(trials, returns, strict=True):
-            write_text(
-                self.sweep_dir / str(t.number) / "overrides.txt",
-                " ".join(jobs[trials.index(t)]) + "\n",
-            )
-            if ret.status.name == "COMPLETED":
-                try:
-                    metrics = ret.return_value
-                    value = value_of(metrics, self.metric)
-                except Exception as e:
-                    self._fail(t, e)
-                else:
-                    if isinstance(metrics, dict) and metrics.get("run_id"):
-                        t.set_user_attr("run_id", str(metrics["run_id"]))
-                    self.study.tell(t, value)
-            else:
-                exc = ret._return_value
-                if type(exc).__name__ == "TrialPruned":
-                    self.study.tell(t, state=TrialState.PRUNED)
-                elif isinstance(exc, KeyboardInterrupt):
-                    self.study.tell(t, state=TrialState.FAIL)
-                else:
-                    self._fail(t, exc)
-            done.append(self._after(t.number, seconds, n_trials))
-        self.pending = []
-        return [d for d in done if d is not None]
-
-    def _fail(self, t: Any, e: BaseException) -> None:
-        from optuna.trial import TrialState
-
-        lines = [ln for ln in str(e).strip().splitlines() if ln.strip()] or [""]
-        t.set_user_attr("fail_reason", f"{type(e).__name__}: {lines[0]}"[:500])
-        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        write_text(self.sweep_dir / str(t.number) / "error.txt", tb)
-        self.study.tell(t, state=TrialState.FAIL)
-
-    def interrupted(self) -> None:
-        """Ctrl-C: the trials of this batch are FAILed without a reason (queued again on resume)."""
-        from optuna.trial import TrialState
-
-        for t in self.pending:
-            try:
-                self.study.tell(t, state=TrialState.FAIL)
-            except Exception:  # already told
-                pass
-
-    def _after(self, number: int, seconds: float, n_trials: int | None) -> Any:
-        """One progress line, result.json and MLflow nesting for a finished trial."""
-        t = self.study.get_trials(deepcopy=False)[number]
-        c = counts(self.study)
-        best = (
-            f" | best {self.study.best_value:.4f} (#{self.study.best_trial.number})"
-            if c.complete
-            else ""
-        )
-        done = f"{c.counted}/{n_trials}" if n_trials else f"{c.counted}"
-        shown = " ".join(to_overrides(dict(t.params), self.groups))
-        if t.state.name == "COMPLETE":
-            what = f"{self.metric}={t.value:.4f}"
-        elif t.state.name == "FAIL":
-            what = t.user_attrs.get("fail_reason", "interrupted")
-        else:
-            what = f"at step {t.last_step}" if t.last_step is not None else ""
-        line = f"trial #{t.number} {t.state.name} {what} in {seconds:.1f}s ({shown})"
-        _log(self.study.study_name, f"{done} {line}{best}")
-        record = {
-            "number": t.number,
-            "state": t.state.name,
-            "value": t.value,
-            "params": t.params,
-            "seconds": round(seconds, 3),
-            **t.user_attrs,
-        }
-        write_json(self.sweep_dir / str(t.number) / "result.json", record)
-        if self.tracker is not None:
-            self.tracker.log_trial(t.number, t.value, t.user_attrs.get("run_id"))
-        return t
 
 
 def _finish(cfg, study, sweep_dir: Path, tracker, groups, fixed, recipe) -> dict:
