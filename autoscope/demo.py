@@ -45,6 +45,16 @@ def generate(raw: Path) -> None:
     tmp.replace(csv)
 
 
+def _results(infer_dir: Path) -> Path:
+    """The newest model version's results folder (`infer/<model>/v<N>`), not a Hydra job folder."""
+    found = [
+        p
+        for p in sorted(infer_dir.glob("*/*"))
+        if p.is_dir() and p.parent.name not in ("jobs", "multirun")
+    ]
+    return found[-1] if found else infer_dir
+
+
 def step(*cmd: str) -> None:
     """Run one command of the demo, stopping the demo if it fails."""
     print(f"\n$ {' '.join(cmd)}", flush=True)
@@ -76,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         ("sweep (best.yaml, pictures)", out / "hpo/demo-pipeline"),
         ("model cards", out / "models"),
         ("bento", out / "package"),
-        ("heatmaps, GeoJSON, summaries", next(iter(sorted(out.glob("infer/*/*"))), out / "infer")),
+        ("heatmaps, GeoJSON, summaries", _results(out / "infer")),
     ]:
         print(f"  {what:<30} {where}")
     print("  MLflow UI                      autoscope ui demo   (127.0.0.1)")

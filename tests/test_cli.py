@@ -153,7 +153,7 @@ def test_glob_sweeps_a_whole_group(toy):
 
 def test_single_run_has_its_hydra_record(toy):
     assert toy("hpo=none", "seed=9", multirun=False) == 0
-    rec = list(toy.root.glob("outputs/demo/toy/*/*/.hydra/overrides.yaml"))
+    rec = list(toy.root.glob("outputs/demo/toy/jobs/*/*/.hydra/overrides.yaml"))
     assert len(rec) == 1 and yaml.safe_load(rec[0].read_text()) == ["hpo=none", "seed=9"]
 
 

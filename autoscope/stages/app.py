@@ -41,7 +41,11 @@ class StageTask:
         self.name = name
 
     def __call__(self, cfg: Any) -> Any:
+        import multiprocessing as mp
+
         register_resolvers()
+        if mp.get_start_method(allow_none=True) == "loky":  # in a joblib launcher worker:
+            mp.set_start_method(None, force=True)  # our own process pools need a stdlib method
         mod_name, fn_name = self.target.split(":")
         fn = getattr(importlib.import_module(mod_name), fn_name)
         t0 = time.perf_counter()
