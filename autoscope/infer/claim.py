@@ -46,12 +46,19 @@ def _stale(text: str) -> bool:
 
 
 def _create(path: Path) -> bool:
+    """Create the claim with its content in one step (hard link of a finished temp file).
+
+    O_EXCL alone would let a racing job read the claim before its owner is written and take it
+    for half-written debris; `link` publishes the complete file or fails if one exists.
+    """
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}")
+    tmp.write_text(_owner())
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.link(tmp, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as f:
-        f.write(_owner())
+    finally:
+        tmp.unlink(missing_ok=True)
     return True
 
 

@@ -18,7 +18,39 @@ def run(cfg: Any) -> dict:
 
         pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
         trial = attach(study_spec(cfg), int(cfg.hpo.trial), pruner)
-    return train_once(cfg, trial)
+    result = train_once(cfg, trial)
+    _record_job(cfg, str(result["run_id"]))
+    return result
+
+
+def _record_job(cfg: Any, run_id: str) -> None:
+    """Keep the Hydra job's record (config, overrides, choices) with the training run.
+
+    Copied into the run folder (`outputs/<project>/train/runs/<run_id>/.hydra`) and, with the
+    MLflow logger, logged as the run's `hydra/` artefacts with a `hydra.run_dir` tag.
+    """
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from autoscope.config import stores_spec
+
+    try:
+        job_dir = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # composed directly (tests, the Studio): no Hydra job
+        return
+    hydra_dir = job_dir / ".hydra"
+    run_dir = stores_spec(cfg).outputs / "train" / "runs" / run_id
+    if not hydra_dir.is_dir() or not run_dir.is_dir():
+        return
+    shutil.copytree(hydra_dir, run_dir / ".hydra", dirs_exist_ok=True)
+    uri = cfg.logger.get("tracking_uri")
+    if uri:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=str(uri))
+        client.log_artifacts(run_id, str(hydra_dir), "hydra")
+        client.set_tag(run_id, "hydra.run_dir", str(job_dir))
 
 
 def _tags(cfg: Any, ddir: Path) -> dict[str, str]:

@@ -51,3 +51,16 @@ def make_tiny_dataset(folder: Path, patch_px: int = 32, seed: int = 0) -> Path:
     np.save(folder / "shards" / "000.npy", np.stack(images))
     pd.DataFrame(rows).to_parquet(folder / "manifest.parquet", index=False)
     return folder
+
+
+# Overrides that make any training recipe tiny: an 8/16-channel net on 32 px, one thread.
+TINY_TRAIN = [
+    "model.net.widths=[8,16]",
+    "model.net.depths=[1,1]",
+    "model.net.stem_width=8",
+    "model.input_px=32",
+    "trainer.batch_size=32",
+    "trainer.eval_batch_size=64",
+    "trainer.sample_grid=8",
+    "trainer.threads=1",
+]
