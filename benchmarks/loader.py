@@ -59,14 +59,14 @@ def build(tmp: Path, patch_px: int, mpp: float, side_px: int) -> tuple[Path, dic
     """Synthetic slide -> registry -> dataset; returns (dataset dir, build summary, slide path)."""
     sys.path.insert(0, str(ROOT))
     from autoscope.config import compose
-    from autoscope.datasets.build import build_dataset
     from autoscope.slides.synth import make_synthetic_slide
+    from autoscope.stages.dataset import build as build_dataset
     from autoscope.stages.slides import ingest
 
     raw = tmp / "data" / "demo" / "raw" / "synthetic"
     slide = make_synthetic_slide(raw / "slide_000.tif", seed=7, width_px=side_px, height_px=side_px)
     base = [f"paths.workspace={tmp}", f"slides.sources=[{raw}]", "slides.metadata=null"]
-    ingest(compose("demo", base, stage="slides_ingest"))
+    ingest(compose("demo", base))
     ds = [
         "dataset=demo_tissue",
         "dataset.name=bench",
@@ -77,7 +77,7 @@ def build(tmp: Path, patch_px: int, mpp: float, side_px: int) -> tuple[Path, dic
         "dataset.min_overlap=0.5",
         "dataset.split.fractions={train: 1.0, val: 0.0, test: 0.0}",
     ]
-    summary = build_dataset(compose("demo", base + ds, stage="dataset_build"))
+    summary = build_dataset(compose("demo", base + ds))
     return Path(summary["dir"]), summary, slide.path
 
 
