@@ -120,3 +120,21 @@ def test_racing_jobs_claim_a_slide_once(tmp_path):
         while not wins.empty():
             won.append(wins.get())
         assert len(won) == (1 if content is None else 0)
+
+
+def test_shards_through_the_joblib_launcher(demo_like, tmp_path, monkeypatch):
+    """`autoscope infer demo -m infer.shards=2 infer.shard=0,1 hydra/launcher=joblib`."""
+    from autoscope.stages.app import run_app
+
+    ws, listing, names = demo_like
+    monkeypatch.chdir(tmp_path)  # the jobs' .hydra records land in this workspace's outputs
+    out = tmp_path / "out"
+    args = [
+        "-m", f"paths.workspace={ws}", f"infer.slides={listing}", f"infer.out_root={out}",
+        "infer.shards=2", "infer.shard=0,1", "infer.progress=false", "infer.workers=1",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep",
+    ]  # fmt: skip
+    assert run_app("infer", "autoscope.stages.infer:run", "demo", args, "autoscope infer") == 0
+    done = sorted(p.parent.name for p in out.glob("*/*/*/summary.json"))
+    assert done == sorted(names)  # every slide once, each in one of the two worker processes
+    assert len(list((tmp_path / "sweep").glob("*/.hydra/overrides.yaml"))) == 2
