@@ -8,21 +8,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
-from tinydata import make_tiny_dataset  # noqa: E402
+from tinydata import TINY_TRAIN, make_tiny_dataset  # noqa: E402
 
-TINY = [
-    "++dataset.name=tiny",
-    "model.net.widths=[8,16]",
-    "model.net.depths=[1,1]",
-    "model.net.stem_width=8",
-    "model.input_px=32",
-    "trainer.batch_size=32",
-    "trainer.eval_batch_size=64",
-    "trainer.sample_grid=8",
-    "trainer.threads=1",
-    "hpo.n_trials=2",
-    "trainer.max_epochs=3",
-]
+TINY = ["++dataset.name=tiny", *TINY_TRAIN, "hpo.n_trials=2", "trainer.max_epochs=3"]
 
 
 @pytest.mark.slow
