@@ -60,7 +60,8 @@ def searchpath_override() -> str:
     return f"hydra.searchpath=[file://{CONF_DIR}]"
 
 
-def _message(e: BaseException) -> str:
+def error_message(e: BaseException) -> str:
+    """Hydra's whole message (the \"Available options\" list included), its cause appended."""
     lines = [ln.rstrip() for ln in str(e).strip().splitlines() if ln.strip()]
     cause = e.__cause__
     if cause is not None and str(cause).strip() and str(cause).strip() not in str(e):
@@ -97,7 +98,7 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
             cfg = hydra_compose(config_name=path.stem, overrides=ov)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise UserError(f"recipe '{recipe}': {_message(e)}") from None
+        raise UserError(f"recipe '{recipe}': {error_message(e)}") from None
     return cfg
 
 

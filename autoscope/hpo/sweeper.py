@@ -22,13 +22,12 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from autoscope.atomic import write_json
 from autoscope.config import project_spec, stores_spec
 from autoscope.errors import UserError
-from autoscope.hpo.report import save_plots, write_best_yaml
 from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, to_overrides
 from autoscope.hpo.study import (
     StudySpec,
+    budget,
     counts,
     direction_of,
     masked,
@@ -36,7 +35,7 @@ from autoscope.hpo.study import (
     recover,
     stored_trials,
 )
-from autoscope.hpo.trials import TrialBatches
+from autoscope.hpo.trials import TrialBatches, finish_study
 from autoscope.hpo.trials import log as _log
 
 MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop
@@ -213,15 +212,15 @@ class AutoscopeSweeper(Sweeper):
         nodes = self._check_space(specs, plain)
         groups = set(nodes)
         fixed = self._fixed(hpo)
-        n_trials, timeout = _budget(hpo)
+        n_trials, timeout = budget(hpo.get("n_trials"), hpo.get("timeout_s"))
         spec = study_spec(cfg)
         try:
             seed = spec.seed + stored_trials(spec)
             sampler = instantiate(hpo.sampler, seed=seed) if hpo.get("sampler") else None
             pruner = instantiate(hpo.pruner) if hpo.get("pruner") else None
-        except UserError:
-            raise
         except Exception as e:
+            if isinstance(e, UserError):
+                raise
             raise UserError(f"hpo.sampler/pruner: cannot build ({e})") from None
         study = open_study(spec, sampler, pruner)
         name = study.study_name
@@ -291,60 +290,10 @@ class AutoscopeSweeper(Sweeper):
             if tracker is not None:
                 tracker.client.set_terminated(tracker.run_id, "FAILED")
             raise
-        return _finish(cfg, study, sweep_dir, tracker, groups, fixed, recipe)
-
-
-def _finish(cfg, study, sweep_dir: Path, tracker, groups, fixed, recipe) -> dict:
-    """Write best.yaml and the pictures, close the MLflow parent run, build the result."""
-    c = counts(study)
-    result: dict[str, Any] = {
-        "best_value": None,
-        "best_params": None,
-        "best_run_id": None,
-        "n_complete": c.complete,
-        "n_pruned": c.pruned,
-        "n_failed": c.failed,
-        "study_name": study.study_name,
-        "best_yaml": None,
-    }
-    name, metric = study.study_name, str(cfg.metric)
-    if c.complete:
-        best = study.best_trial
-        result.update(
-            best_value=best.value,
-            best_params=dict(best.params),
-            best_run_id=best.user_attrs.get("run_id"),
-        )
-        path = write_best_yaml(
-            sweep_dir / "best.yaml", study, metric=metric, recipe=recipe, groups=groups,
-            counts=c, run_id=result["best_run_id"], fixed=fixed,
+        return finish_study(
+            study, sweep_dir, tracker, metric=str(cfg.metric), groups=groups, fixed=fixed,
+            recipe=recipe,
         )  # fmt: skip
-        result["best_yaml"] = str(path)
-        _log(
-            name,
-            f"best {metric}={best.value:.4f} at trial #{best.number} "
-            f"(run {result['best_run_id']}): {path}",
-        )
-    else:
-        _log(name, "no trial completed: no best.yaml written")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    pictures, notes = save_plots(study, sweep_dir, metric)
-    for note in notes + (tracker.notes if tracker else []):
-        _log(name, note)
-    if tracker is not None:
-        files = pictures + ([Path(result["best_yaml"])] if result["best_yaml"] else [])
-        tracker.finish(result, files)
-    write_json(sweep_dir / "study.json", result)
-    return result
-
-
-def _budget(hpo: Any) -> tuple[int | None, float | None]:
-    n, t = hpo.get("n_trials"), hpo.get("timeout_s")
-    if n is None and t is None:
-        raise UserError("hpo: set n_trials or timeout_s (both null would run forever)")
-    if n is not None and int(n) < 1:
-        raise UserError(f"hpo.n_trials must be >= 1, got {n}")
-    return (None if n is None else int(n)), (None if t is None else float(t))
 
 
 def _launcher_name(cfg: Any) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from autoscope.atomic import write_json, write_text
+from autoscope.hpo.report import save_plots, write_best_yaml
 from autoscope.hpo.space import suggest, to_overrides
 from autoscope.hpo.study import WORKER, counts
 
@@ -172,3 +174,50 @@ class TrialBatches:
         if self.tracker is not None:
             self.tracker.log_trial(t.number, t.value, t.user_attrs.get("run_id"))
         return t
+
+
+def finish_study(
+    study: Any, sweep_dir: Path, tracker: Any, *, metric: str, groups: set[str], fixed: list[str],
+    recipe: str,
+) -> dict:  # fmt: skip
+    """Write best.yaml and the pictures, close the MLflow parent run, build the result."""
+    c = counts(study)
+    result: dict[str, Any] = {
+        "best_value": None,
+        "best_params": None,
+        "best_run_id": None,
+        "n_complete": c.complete,
+        "n_pruned": c.pruned,
+        "n_failed": c.failed,
+        "study_name": study.study_name,
+        "best_yaml": None,
+    }
+    name = study.study_name
+    if c.complete:
+        best = study.best_trial
+        result.update(
+            best_value=best.value,
+            best_params=dict(best.params),
+            best_run_id=best.user_attrs.get("run_id"),
+        )
+        path = write_best_yaml(
+            sweep_dir / "best.yaml", study, metric=metric, recipe=recipe, groups=groups,
+            counts=c, run_id=result["best_run_id"], fixed=fixed,
+        )  # fmt: skip
+        result["best_yaml"] = str(path)
+        log(
+            name,
+            f"best {metric}={best.value:.4f} at trial #{best.number} "
+            f"(run {result['best_run_id']}): {path}",
+        )
+    else:
+        log(name, "no trial completed: no best.yaml written")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    pictures, notes = save_plots(study, sweep_dir, metric)
+    for note in notes + (tracker.notes if tracker else []):
+        log(name, note)
+    if tracker is not None:
+        files = pictures + ([Path(result["best_yaml"])] if result["best_yaml"] else [])
+        tracker.finish(result, files)
+    write_json(sweep_dir / "study.json", result)
+    return result

@@ -19,7 +19,13 @@ import sys
 import time
 from typing import Any
 
-from autoscope.config import CONF_DIR, check_value_types, recipe_path, register_resolvers
+from autoscope.config import (
+    CONF_DIR,
+    check_value_types,
+    error_message,
+    recipe_path,
+    register_resolvers,
+)
 from autoscope.config import searchpath_override as _searchpath
 from autoscope.errors import UserError
 
@@ -111,7 +117,7 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         if full_error:
             raise
-        return _fail(_hydra_message(e))
+        return _fail(error_message(e))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     finally:
@@ -126,13 +132,6 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
 
         GlobalHydra.instance().clear()  # a next app in this process (tests, Studio) starts clean
     return 0
-
-
-def _hydra_message(e: BaseException) -> str:
-    """Hydra's whole message (the "Available options" list included), its cause appended."""
-    from autoscope.config import _message
-
-    return _message(e)
 
 
 def _fail(msg: str, code: int = 2) -> int:
