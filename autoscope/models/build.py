@@ -78,24 +78,73 @@ def build_classifier(
 ) -> PatchClassifier:
     """The PatchClassifier of a model config, with its `pretrained` weights loaded if set.
 
+    A pretrained start trains as `arch["finetune"]` says: `full` (every weight; the backbone's
+    lr x `backbone_lr_mult`) or `linear_probe` (frozen backbone, the head only). Without
+    pretrained weights the whole net trains at the optimiser's lr.
+
     Args:
-        arch: the resolved model config (`net`, `mean`, `std`, `channels_last`, `pretrained`).
+        arch: the resolved model config (`net`, `mean`, `std`, `channels_last`, `pretrained`,
+            `finetune`, `backbone_lr_mult`).
         num_classes: number of output classes.
         stores: where `zoo:<name>` references are looked up (the zoo and archived models);
             needed only when `arch["pretrained"]` is set.
+
+    Raises:
+        UserError: unknown zoo name, missing or unfitting weights, a bad `finetune` value.
     """
     from autoscope.models.classifier import PatchClassifier
-    from autoscope.models.zoo import load_pretrained, resolve_pretrained
 
     model = PatchClassifier.build(arch, num_classes)
+    finetune = str(arch.get("finetune") or "full")
+    mult = arch.get("backbone_lr_mult")
+    model.set_finetune(finetune, 1.0 if mult is None else float(mult))  # checks the values
     ref = arch.get("pretrained")
-    if ref:
-        if stores is None:
-            raise UserError("model.pretrained: no stores given to look the weights up in")
-        path = resolve_pretrained(str(ref), stores.zoo, stores.outputs)
-        counts = load_pretrained(model.net, path)
-        print(f"pretrained {ref}: {counts['loaded']} tensors loaded, {counts['skipped']} new")
+    if not ref:
+        if (model.finetune, model.backbone_lr_mult) != ("full", 1.0):
+            print(
+                f"model.finetune={finetune}, model.backbone_lr_mult={mult} apply to pretrained "
+                "starts only: no model.pretrained, so the whole net trains at the optimiser's lr"
+            )
+            model.set_finetune("full")
+        return model
+    if stores is None:
+        raise UserError("model.pretrained: no stores given to look the weights up in")
+    _load_start(model, arch, str(ref), num_classes, stores)
     return model
+
+
+def _load_start(
+    model: PatchClassifier, arch: Mapping[str, Any], ref: str, num_classes: int, stores: Stores
+) -> None:
+    """Load the weights of `ref` into the model's net and say in a line or two what happened."""
+    from autoscope.models.zoo import load_pretrained, pretrained_entry
+
+    entry = pretrained_entry(ref, stores.zoo, stores.outputs)
+    counts = load_pretrained(model.net, Path(entry["weights"]), ref=ref)
+    line = f"pretrained {ref}: {counts['loaded']} tensors loaded"
+    if counts["head_reinit"]:
+        had = counts["file_classes"]
+        had_s = f"the weights have {had}" if had is not None else "the weights have no head"
+        line += f"; head {counts['head']} re-initialised for {num_classes} classes ({had_s})"
+    if counts["ignored"]:
+        line += f"; {counts['ignored']} tensors of the file unused"
+    print(line)
+    for key in ("mean", "std"):
+        want, have = entry.get(key), list(arch.get(key) or [])
+        if want and [round(float(v), 4) for v in want] != [round(float(v), 4) for v in have]:
+            print(
+                f"note: {ref} was trained with {key} {list(want)}, model.{key} is {have} "
+                f"(set model.{key} to match)"
+            )
+    if model.finetune == "linear_probe":
+        n_all = sum(p.numel() for p in model.parameters())
+        n_head = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(
+            f"model.finetune=linear_probe: frozen backbone, training the head {model.head_key} "
+            f"only ({n_head:,} of {n_all:,} weights)"
+        )
+    elif model.backbone_lr_mult != 1.0:
+        print(f"model.finetune=full: backbone lr x {model.backbone_lr_mult:g}")
 
 
 def build_module(

@@ -15,6 +15,25 @@ from autoscope.errors import UserError
 from autoscope.models.archs import build_net, to_plain
 from autoscope.project import ClassSpec
 
+FINETUNE = ("full", "linear_probe")  # the values of `model.finetune`
+
+
+def head_name(net: nn.Module) -> str:
+    """The net's classification head: the name of its last `nn.Linear` (`fc`, `head.2`, ...).
+
+    Raises:
+        UserError: the net has no linear layer to call its head.
+    """
+    names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise UserError(f"{type(net).__name__}: no linear layer to serve as the head")
+    return names[-1]
+
+
+def in_module(key: str, module: str) -> bool:
+    """True when the parameter or buffer `key` belongs to the submodule named `module`."""
+    return key == module or key.startswith(module + ".")
+
 
 class PatchClassifier(nn.Module):
     """Classify patches: uint8 `[N,H,W,3]` (or float `[N,3,H,W]`) in, logits `[N,C]` out.
@@ -40,6 +59,57 @@ class PatchClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        self.finetune, self.backbone_lr_mult = "full", 1.0  # see set_finetune
+        self.head_key: str | None = None  # the head's module name, once set_finetune found it
+
+    def set_finetune(self, finetune: str = "full", backbone_lr_mult: float = 1.0) -> None:
+        """How training treats the backbone (every weight of the net but the head's).
+
+        Args:
+            finetune: `full` trains every weight; `linear_probe` freezes the backbone (no
+                gradients; batch norm and dropout in eval mode, see `train`), trains the head.
+            backbone_lr_mult: with `full`, the backbone learns at the optimiser's lr x this.
+
+        Raises:
+            UserError: an unknown `finetune` or a multiplier that is not positive.
+        """
+        if finetune not in FINETUNE:
+            raise UserError(f"model.finetune: '{finetune}' is not one of {', '.join(FINETUNE)}")
+        if not float(backbone_lr_mult) > 0:
+            raise UserError(f"model.backbone_lr_mult: must be > 0, got {backbone_lr_mult}")
+        self.finetune, self.backbone_lr_mult = finetune, float(backbone_lr_mult)
+        self.head_key = head = head_name(self.net)
+        for name, p in self.net.named_parameters():
+            p.requires_grad_(finetune == "full" or in_module(name, head))
+
+    def train(self, mode: bool = True) -> PatchClassifier:
+        """`nn.Module.train`, except that a frozen backbone (`linear_probe`) stays in eval mode.
+
+        Its batch-norm statistics stay those of the pretrained weights and its dropout is off.
+        """
+        super().train(mode)
+        if mode and self.finetune == "linear_probe" and self.head_key is not None:
+            self.net.eval()
+            self.net.get_submodule(self.head_key).train()
+        return self
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The trainable parameters as optimiser groups `{params, lr_mult}` (lr x `lr_mult`).
+
+        One group, unless `full` with a `backbone_lr_mult` other than 1: then the backbone's
+        group and the head's.
+        """
+        trainable = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        if self.finetune != "full" or self.backbone_lr_mult == 1.0:
+            return [{"params": [p for _, p in trainable], "lr_mult": 1.0}]
+        head = f"net.{self.head_key}"
+        return [
+            {
+                "params": [p for n, p in trainable if not in_module(n, head)],
+                "lr_mult": self.backbone_lr_mult,
+            },
+            {"params": [p for n, p in trainable if in_module(n, head)], "lr_mult": 1.0},
+        ]
 
     def prepare(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """Turn uint8 `[N,H,W,3]` or float `[N,3,H,W]` in [0, 1] into the backbone's input."""

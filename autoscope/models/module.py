@@ -124,9 +124,19 @@ class PatchClassifierModule(L.LightningModule):
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
+    def on_train_epoch_start(self) -> None:
+        """Train mode by the model's own rule: a frozen backbone stays in eval mode."""
+        self.model.train()
+
     def configure_optimizers(self) -> dict:
-        """The optimiser partial on all parameters; the scheduler partial stepped per batch."""
-        opt = self.optimizer_fn(params=self.parameters())
+        """The optimiser partial on the trainable parameter groups; the scheduler per batch.
+
+        A group's lr is the optimiser's lr x its `lr_mult` (`PatchClassifier.param_groups`).
+        """
+        groups = self.model.param_groups()
+        opt = self.optimizer_fn(params=[{"params": g["params"]} for g in groups])
+        for group, spec in zip(opt.param_groups, groups, strict=True):
+            group["lr"] = group["lr"] * spec["lr_mult"]
         if self.scheduler_fn is None:
             return {"optimizer": opt}
         steps = max(1, int(self.trainer.estimated_stepping_batches))
