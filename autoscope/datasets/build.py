@@ -18,8 +18,14 @@ import pandas as pd
 from autoscope.atomic import atomic_dir
 from autoscope.datasets import plan as planning
 from autoscope.datasets.classes import ClassMapper
-from autoscope.datasets.imports import plan_images
-from autoscope.datasets.report import compute_stats, write_pictures, write_report, write_stats
+from autoscope.datasets.imports import duplicate_images, plan_images
+from autoscope.datasets.report import (
+    compute_stats,
+    duplicate_note,
+    write_pictures,
+    write_report,
+    write_stats,
+)
 from autoscope.datasets.shards import pyramid_level, write_shards
 from autoscope.datasets.spec import SPLIT_UNITS, DatasetSpec
 from autoscope.datasets.splits import SPLITS, assign_splits, split_counts
@@ -174,6 +180,9 @@ def build_dataset(
         raise UserError(f"dataset.dvc_add: {workspace} is not a DVC repo (run `dvc init` there)")
     registry = load_registry(stores)
     plan, points = make_plan(ds, project, registry, detector)
+    duplicates = duplicate_images(plan, project.class_names)  # finish_plan keeps the first
+    for line in duplicate_note(duplicates):
+        print(f"dataset {ds.name}: {line}", flush=True)
     plan = finish_plan(ds, project.class_names, plan, registry)
     print(f"dataset {ds.name}: {len(plan)} patches; {split_counts(plan)}")
     final = dataset_dir(stores, ds.name)
@@ -195,7 +204,7 @@ def build_dataset(
             "split_by": str(ds.split.by),
             "seed": int(ds.split.seed),
         }
-        stats = compute_stats(manifest, project.class_names, colour.result(), extra)
+        stats = compute_stats(manifest, project.class_names, colour.result(), extra, duplicates)
         write_stats(tmp, stats)
         pictures = write_pictures(
             tmp, manifest, project.class_dicts(), int(ds.patch_px), int(ds.split.seed)
@@ -214,6 +223,7 @@ def build_dataset(
         "seconds": round(seconds, 2),
         "seconds_per_1000": round(1000 * seconds / max(len(plan), 1), 2),
         "splits": stats["by_split"],
+        "duplicates_dropped": duplicates["dropped"],
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,52 @@ def load_image(path: str | Path, patch_px: int) -> np.ndarray:
             return np.asarray(im.resize((patch_px, patch_px), method, box=box), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise UserError(f"{path}: image does not decode ({e})") from None
+
+
+def duplicate_images(plan: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
+    """The exact duplicate pre-cut images of a plan (same patch_id: same bytes), first kept.
+
+    Args:
+        plan: planned rows in source order; image rows have an empty `slide_id`.
+        classes: the project's class names (by `label_idx`).
+
+    Returns:
+        `dropped`: image rows that repeat an earlier one's bytes (the build keeps the first);
+        `label_conflicts` / `group_conflicts`: dropped copies whose label / given group differs
+        from the kept copy's (a group equal to the file's own stem counts as none given);
+        `example`, `label_example`, `group_example`: one `a.png = b.png` pair of each ("" when
+        none).
+    """
+    out = dict.fromkeys(("dropped", "label_conflicts", "group_conflicts"), 0)
+    out |= dict.fromkeys(("example", "label_example", "group_example"), "")
+    images = plan[plan["slide_id"].astype(str) == ""]
+    if images.empty:
+        return out
+    rows = pd.DataFrame(
+        {
+            "id": images["patch_id"].astype(str).to_numpy(),
+            "label": [classes[int(i)] for i in images["label_idx"]],
+            "group": images["group"].astype(str).where(images["group"] != images["slide"]),
+            "file": [Path(str(s)).name for s in images["source"]],
+        }
+    )
+    dup = rows[rows["id"].duplicated()]
+    kept = rows.drop_duplicates("id").set_index("id").loc[dup["id"]].set_index(dup.index)
+    labels = dup["label"] != kept["label"]
+    groups = dup["group"].notna() & kept["group"].notna() & (dup["group"] != kept["group"])
+
+    def pair(mask: pd.Series, col: str | None = None) -> str:
+        if not mask.any():
+            return ""
+        i = mask.idxmax()
+        a, b = kept.at[i, "file"], dup.at[i, "file"]
+        return f"{a} = {b}" if col is None else f"{a} ({kept.at[i, col]}) = {b} ({dup.at[i, col]})"
+
+    return {
+        "dropped": len(dup),
+        "label_conflicts": int(labels.sum()),
+        "group_conflicts": int(groups.sum()),
+        "example": pair(pd.Series(True, index=dup.index)),
+        "label_example": pair(labels, "label"),
+        "group_example": pair(groups, "group"),
+    }

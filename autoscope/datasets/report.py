@@ -12,14 +12,25 @@ import pandas as pd
 from autoscope.datasets.splits import SPLITS
 
 MONTAGE_SIDE = 6  # patches per montage row and column
+NO_DUPLICATES = {"dropped": 0, "label_conflicts": 0, "group_conflicts": 0}
 
 
 def _counts(s: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in s.value_counts().sort_index().items()}
 
 
-def compute_stats(m: pd.DataFrame, classes: list[str], colour: dict, extra: dict) -> dict[str, Any]:
-    """Counts per class, split, split x class, slide and label level, plus colour mean/std."""
+def compute_stats(
+    m: pd.DataFrame,
+    classes: list[str],
+    colour: dict,
+    extra: dict,
+    duplicates: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Counts per class, split, split x class, slide and label level, plus colour mean/std.
+
+    `duplicates` (`autoscope.datasets.imports.duplicate_images`): the exact duplicate images the
+    build dropped, kept under `duplicates` (zero counts when none were given).
+    """
     by_split_class = {
         s: {c: int(((m["split"] == s) & (m["label"] == c)).sum()) for c in classes} for s in SPLITS
     }
@@ -34,7 +45,29 @@ def compute_stats(m: pd.DataFrame, classes: list[str], colour: dict, extra: dict
         "by_slide": _counts(m["slide"]),
         "by_label_level": _counts(m["label_level"]),
         "colour": colour,
+        "duplicates": dict(duplicates or NO_DUPLICATES),
     }
+
+
+def duplicate_note(d: dict[str, Any]) -> list[str]:
+    """What the build says about the exact duplicate images it dropped (no line when none)."""
+    if not d.get("dropped"):
+        return []
+    lines = [
+        f"{d['dropped']} exact duplicate images dropped (same bytes as another file; first kept), "
+        f"e.g. {d['example']}"
+    ]
+    if d.get("label_conflicts"):
+        lines.append(
+            f"WARNING: {d['label_conflicts']} of these duplicates carry another label than the "
+            f"kept copy (its label kept; check the labels), e.g. {d['label_example']}"
+        )
+    if d.get("group_conflicts"):
+        lines.append(
+            f"WARNING: {d['group_conflicts']} of these duplicates sit in another group than the "
+            f"kept copy (its group kept; check the groups), e.g. {d['group_example']}"
+        )
+    return lines
 
 
 def _montage(images: list[np.ndarray], patch_px: int) -> np.ndarray:
@@ -114,6 +147,9 @@ def write_report(ds_dir: Path, stats: dict[str, Any], pictures: dict[str, str]) 
     ]
     col = stats["colour"]
     lines += [f"Colour mean {col['mean']}, std {col['std']} (RGB, 0..1).", ""]
+    notes = duplicate_note(stats.get("duplicates") or {})
+    if notes:
+        lines += ["## Duplicates", "", *(f"- {n}" for n in notes), ""]
     lines += ["![class distribution](class_distribution.png)", ""]
     for c in classes:
         if c in pictures:
