@@ -139,7 +139,9 @@ def finish_plan(
     plan["patch_id"] = np.where(slide_rows, ids, plan.get("patch_id", pd.Series(ids)).astype(str))
     plan = plan.drop_duplicates("patch_id", ignore_index=True)
     plan["group"] = _groups(ds, plan, registry)
-    plan["split"] = assign_splits(plan, dict(ds.split.fractions), int(ds.split.seed), len(classes))
+    plan["split"] = assign_splits(
+        plan, dict(ds.split.fractions), int(ds.split.seed), len(classes), str(ds.split.sized_by)
+    )
     plan["_order"] = plan["split"].map({s: i for i, s in enumerate(SPLITS)})
     plan = plan.sort_values(["_order", "slide", "y", "x", "patch_id"], kind="mergesort")
     plan = plan.drop(columns="_order").reset_index(drop=True)

@@ -61,14 +61,16 @@ class SplitSpec:
     Attributes:
         by: slide | patient | group: the unit that never straddles two splits.
         column: Registry column of the patient/group (None: the `by` name).
-        fractions: Split name -> share of patches (summing to 1).
+        fractions: Split name -> share of groups or patches (summing to 1).
         seed: Seed of the split assignment, the caps and the report's montages.
+        sized_by: `groups` (the fractions count groups) or `patches`.
     """
 
     by: str
     column: str | None
     fractions: Mapping[str, float]
     seed: int
+    sized_by: str = "groups"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ def write_best_yaml(
     counts: Any,
     run_id: str | None,
     fixed: list[str],
+    final: dict | None = None,
+    gap: float | None = None,
 ) -> Path:
     """Write the best trial of `study` as a commented, Hydra-ready recipe delta at `path`.
 
@@ -47,6 +49,8 @@ def write_best_yaml(
         counts: the study's trial accounting (`complete`, `pruned`, `failed`).
         run_id: the best trial's MLflow run.
         fixed: the overrides every trial got (the sweep's per-trial budget), for the header.
+        final: the winner's retrain (`run_id`, `minutes`, `overrides`, metrics), if one ran.
+        gap: the best trial's validation minus held-out test value.
     """
     import yaml
 
@@ -60,9 +64,28 @@ def write_best_yaml(
         "# Promote by hand: merge into a recipe (`override` lines go into its defaults list),",
         f"# or try it first: autoscope train {recipe} {cli}",
         *([f"# (trials ran with the sweep's budget: {' '.join(fixed)})"] if fixed else []),
+        *(
+            [f"# Selection check: val-test gap of trial #{best.number} = {gap:+.4f}."]
+            if gap is not None
+            else []
+        ),
+        *(_final_lines(final) if final else []),
     ]
     body = yaml.safe_dump(best_delta(dict(best.params), groups), sort_keys=False)
     return write_text(path, "\n".join(head) + "\n" + body)
+
+
+def _final_lines(final: dict) -> list[str]:
+    """best.yaml's header lines naming the final model (the winner retrained)."""
+    shown = {k: v for k, v in final.items() if k.startswith("test/") or k.startswith("val/")}
+    figures = ", ".join(f"{k}={v:.4f}" for k, v in sorted(shown.items()) if isinstance(v, float))
+    return [
+        f"# Final model: the winner retrained for {final.get('minutes')} min "
+        f"({' '.join(final.get('overrides', []))}): MLflow run {final.get('run_id')}"
+        + (f"; {figures}" if figures else "")
+        + ".",
+        f"# final_run_id: {final.get('run_id')}",
+    ]
 
 
 def save_plots(study: Any, out_dir: Path, metric: str) -> tuple[list[Path], list[str]]:

@@ -215,10 +215,14 @@ def recover(study: Any) -> list[str]:
     return lines
 
 
-def budget(n_trials: Any, timeout_s: Any) -> tuple[int | None, float | None]:
-    """`hpo.n_trials` and `hpo.timeout_s` checked: at least one set, n_trials >= 1."""
-    if n_trials is None and timeout_s is None:
-        raise UserError("hpo: set n_trials or timeout_s (both null would run forever)")
+def budget(
+    n_trials: Any, timeout_s: Any, budgeted: bool = False
+) -> tuple[int | None, float | None]:
+    """`hpo.n_trials` and `hpo.timeout_s` checked: one of them (or a budget) set, n_trials >= 1."""
+    if n_trials is None and timeout_s is None and not budgeted:
+        raise UserError(
+            "hpo: set budget_minutes, n_trials or timeout_s (all null would run forever)"
+        )
     if n_trials is not None and int(n_trials) < 1:
         raise UserError(f"hpo.n_trials must be >= 1, got {n_trials}")
     return (None if n_trials is None else int(n_trials)), (

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from autoscope.config import project_spec, stores_spec
 from autoscope.errors import UserError
+from autoscope.hpo.budget import Budget
 from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, to_overrides
 from autoscope.hpo.study import (
     StudySpec,
@@ -68,6 +69,7 @@ class AutoscopeSweeper(Sweeper):
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        self.started = time.monotonic()  # a budget counts from here (set-up included)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -212,7 +214,12 @@ class AutoscopeSweeper(Sweeper):
         nodes = self._check_space(specs, plain)
         groups = set(nodes)
         fixed = self._fixed(hpo)
-        n_trials, timeout = budget(hpo.get("n_trials"), hpo.get("timeout_s"))
+        bud = Budget.from_hpo(hpo)
+        if bud is not None:
+            bud.start = getattr(self, "started", bud.start)
+        n_trials, timeout = budget(
+            hpo.get("n_trials"), hpo.get("timeout_s"), budgeted=bud is not None
+        )
         spec = study_spec(cfg)
         try:
             seed = spec.seed + stored_trials(spec)
@@ -224,6 +231,8 @@ class AutoscopeSweeper(Sweeper):
             raise UserError(f"hpo.sampler/pruner: cannot build ({e})") from None
         study = open_study(spec, sampler, pruner)
         name = study.study_name
+        if bud is not None:
+            bud.spent_s = float(study.user_attrs.get("budget_spent_s", 0.0))
         sweep_dir = Path(cfg.paths.outputs) / "hpo" / name
         for line in recover(study):
             _log(name, line)
@@ -253,6 +262,10 @@ class AutoscopeSweeper(Sweeper):
             + f"; {width} at a time through the {_launcher_name(cfg)} launcher"
             + f"; storage {masked(spec.storage)}; outputs {sweep_dir}",
         )
+        if bud is not None:
+            _log(
+                name, bud.describe() + (f"; {bud.spent_s:.0f}s spent before" if bud.spent_s else "")
+            )
         run = TrialBatches(
             study, specs, nodes, plain + fixed, sweep_dir, tracker, str(cfg.metric),
             launch=self._launch, has_key=lambda node, key: _select(node, key) is not _ABSENT,
@@ -272,7 +285,25 @@ class AutoscopeSweeper(Sweeper):
                     _log(name, f"time budget of {timeout:.0f}s reached")
                     break
                 left = width if n_trials is None else min(width, n_trials - c.counted - c.running)
-                for t in run.batch(left, n_trials):
+                extra: list[str] = []
+                if bud is not None:
+                    minutes = bud.trial_minutes()
+                    if minutes is None:
+                        _log(
+                            name,
+                            f"exploration share used ({bud.elapsed():.0f}s of {bud.total_s:.0f}s)",
+                        )
+                        break
+                    extra = [f"{bud.minutes_key}={minutes}"]
+                t_batch = time.monotonic()
+                trials = run.batch(left, n_trials, extra)
+                if bud is not None:
+                    wall = time.monotonic() - t_batch
+                    for t in trials:
+                        if t.state.name == "COMPLETE":
+                            bud.observe(wall, t.user_attrs.get("fit_seconds"), 60 * minutes)
+                    study.set_user_attr("budget_spent_s", round(bud.elapsed(), 1))
+                for t in trials:
                     reason = t.user_attrs.get("fail_reason")
                     repeated = repeated + [reason] if reason else []
                     if len(repeated) >= MAX_SAME_FAILURES and len(set(repeated[-3:])) == 1:
@@ -290,10 +321,85 @@ class AutoscopeSweeper(Sweeper):
             if tracker is not None:
                 tracker.client.set_terminated(tracker.run_id, "FAILED")
             raise
+        final = None
+        if bud is not None and bud.retrain and counts(study).complete:
+            final = self._retrain(study, bud, plain, groups, hpo, name)
+        accounting = None
+        if bud is not None:
+            accounting = {
+                "budget_minutes": round(bud.total_s / 60, 3),
+                "minutes_used": round(bud.elapsed() / 60, 3),
+                "explore_minutes": round(bud.explore_s / 60, 3),
+                "overhead_s": round(bud.overhead_s, 1),
+            }
+            study.set_user_attr("budget_spent_s", round(bud.elapsed(), 1))
         return finish_study(
             study, sweep_dir, tracker, metric=str(cfg.metric), groups=groups, fixed=fixed,
-            recipe=recipe,
+            recipe=recipe, final=final, budget=accounting,
         )  # fmt: skip
+
+    def _retrain(
+        self, study: Any, bud: Budget, plain: list[str], groups: set[str], hpo: Any, name: str
+    ) -> dict | None:
+        """The final share of the budget: the winner's configuration trained once more.
+
+        The job gets the sweep's plain overrides, the best trial's parameters, `hpo.retrain.
+        overrides` (a `{run_id}` in a value is the best trial's run) and what is left of the
+        budget as its training cap; it is no Optuna trial. A study resumed after its retrain ran
+        keeps the earlier one (`final` study attr) unless the best trial changed.
+        """
+        best = study.best_trial
+        done = study.user_attrs.get("final") or {}
+        if done.get("trial") == best.number and done.get("run_id"):
+            _log(name, f"retrain of trial #{best.number} already done: run {done['run_id']}")
+            return done
+        minutes = bud.retrain_minutes()
+        if minutes is None:
+            _log(name, "no budget left to retrain the winner: the best trial is the final model")
+            return None
+        raw = (hpo.get("retrain") or {}).get("overrides") or {}
+        run_id = str(best.user_attrs.get("run_id") or "")
+        extra = {
+            k: (str(v).format(run_id=run_id) if isinstance(v, str) else v)
+            for k, v in flatten(OmegaConf.to_container(raw, resolve=True)).items()
+        }
+        overrides = [
+            *plain,
+            *to_overrides(dict(best.params), groups),
+            *to_overrides(extra),
+            f"{bud.minutes_key}={minutes}",
+        ]
+        shown = " ".join(o for o in overrides if o not in plain)
+        _log(name, f"retraining the winner (trial #{best.number}) for {minutes:g} min: {shown}")
+        t0 = time.monotonic()
+        ret = self._launch([overrides])[0]
+        wall = time.monotonic() - t0
+        if ret.status.name != "COMPLETED":
+            exc = ret._return_value
+            _log(
+                name,
+                f"retrain failed ({type(exc).__name__}: {str(exc).strip()[:300]}): "
+                "the best trial stays the final model",
+            )
+            return None
+        metrics = ret.return_value if isinstance(ret.return_value, dict) else {}
+        final = {
+            "trial": best.number,
+            "run_id": metrics.get("run_id"),
+            "minutes": minutes,
+            "wall_seconds": round(wall, 1),
+            "overrides": [o for o in overrides if o not in plain],
+            **{
+                k: float(v)
+                for k, v in metrics.items()
+                if k != "run_id" and isinstance(v, (int, float))
+            },
+        }
+        study.set_user_attr("final", final)
+        tk = "test/" + str(self.config.metric).split("/", 1)[-1]
+        shown_test = f", {tk}={final[tk]:.4f}" if tk in final else ""
+        _log(name, f"final model: run {final['run_id']} in {wall:.0f}s{shown_test}")
+        return final
 
 
 def _launcher_name(cfg: Any) -> str:

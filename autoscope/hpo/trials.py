@@ -32,6 +32,30 @@ def value_of(metrics: Any, metric: str) -> float:
     return float(v)
 
 
+def test_key(metric: str) -> str:
+    """The held-out twin of a validation metric (`val/acc` -> `test/acc`)."""
+    return "test/" + metric.split("/", 1)[1] if metric.startswith("val/") else f"test/{metric}"
+
+
+def record_metrics(t: Any, metrics: Any, metric: str, wall_s: float) -> None:
+    """Keep a finished job's run id, test value, fit and wall seconds on its trial."""
+    t.set_user_attr("wall_seconds", round(float(wall_s), 3))
+    if not isinstance(metrics, dict):
+        return
+    if metrics.get("run_id"):
+        t.set_user_attr("run_id", str(metrics["run_id"]))
+    for attr, key in (("test_value", test_key(metric)), ("fit_seconds", "fit_seconds")):
+        v = metrics.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            t.set_user_attr(attr, float(v))
+
+
+def val_test_gap(trial: Any) -> float | None:
+    """Validation minus held-out test value of a completed trial (None without a test)."""
+    test = trial.user_attrs.get("test_value")
+    return None if test is None or trial.value is None else float(trial.value) - float(test)
+
+
 class TrialBatches:
     """One sweeper process's trials: ask, launch side by side, tell, log.
 
@@ -76,8 +100,12 @@ class TrialBatches:
             params[s.key] = suggest(trial, s)
         return params
 
-    def batch(self, n: int, n_trials: int | None) -> list[Any]:
-        """Ask `n` trials, run them through the launcher side by side, tell their results."""
+    def batch(self, n: int, n_trials: int | None, extra: list[str] | None = None) -> list[Any]:
+        """Ask `n` trials, run them through the launcher side by side, tell their results.
+
+        `extra` overrides go to these jobs only (the budget's training cap). A finished job's
+        `fit_seconds` and held-out `test/...` twin of the metric are kept as trial user attrs.
+        """
         from optuna.trial import TrialState
 
         trials, jobs, params_of = [], [], {}
@@ -91,7 +119,14 @@ class TrialBatches:
                 continue
             params_of[t.number] = params
             trials.append(t)
-            jobs.append([*self.base, *to_overrides(params, self.groups), f"hpo.trial={t.number}"])
+            jobs.append(
+                [
+                    *self.base,
+                    *to_overrides(params, self.groups),
+                    *(extra or []),
+                    f"hpo.trial={t.number}",
+                ]
+            )
         self.pending = trials
         t0 = time.monotonic()
         returns = self.launch(jobs)
@@ -109,8 +144,7 @@ class TrialBatches:
                 except Exception as e:
                     self._fail(t, e)
                 else:
-                    if isinstance(metrics, dict) and metrics.get("run_id"):
-                        t.set_user_attr("run_id", str(metrics["run_id"]))
+                    record_metrics(t, metrics, self.metric, seconds)
                     self.study.tell(t, value)
             else:
                 exc = ret._return_value
@@ -178,9 +212,13 @@ class TrialBatches:
 
 def finish_study(
     study: Any, sweep_dir: Path, tracker: Any, *, metric: str, groups: set[str], fixed: list[str],
-    recipe: str,
+    recipe: str, final: dict | None = None, budget: dict | None = None,
 ) -> dict:  # fmt: skip
-    """Write best.yaml and the pictures, close the MLflow parent run, build the result."""
+    """Write best.yaml and the pictures, close the MLflow parent run, build the result.
+
+    `final` is the winner's retrain (`run_id`, `minutes`, its metrics), `budget` the time
+    accounting of a budgeted sweep; both go into best.yaml's header and study.json.
+    """
     c = counts(study)
     result: dict[str, Any] = {
         "best_value": None,
@@ -191,6 +229,12 @@ def finish_study(
         "n_failed": c.failed,
         "study_name": study.study_name,
         "best_yaml": None,
+        "best_trial": None,
+        "best_test_value": None,
+        "val_test_gap": None,
+        "final": final,
+        "final_run_id": (final or {}).get("run_id"),
+        "budget": budget,
     }
     name = study.study_name
     if c.complete:
@@ -199,10 +243,14 @@ def finish_study(
             best_value=best.value,
             best_params=dict(best.params),
             best_run_id=best.user_attrs.get("run_id"),
+            best_trial=best.number,
+            best_test_value=best.user_attrs.get("test_value"),
+            val_test_gap=val_test_gap(best),
         )
         path = write_best_yaml(
             sweep_dir / "best.yaml", study, metric=metric, recipe=recipe, groups=groups,
-            counts=c, run_id=result["best_run_id"], fixed=fixed,
+            counts=c, run_id=result["best_run_id"], fixed=fixed, final=final,
+            gap=result["val_test_gap"],
         )  # fmt: skip
         result["best_yaml"] = str(path)
         log(
@@ -210,6 +258,13 @@ def finish_study(
             f"best {metric}={best.value:.4f} at trial #{best.number} "
             f"(run {result['best_run_id']}): {path}",
         )
+        if result["val_test_gap"] is not None:
+            log(
+                name,
+                f"selection check: trial #{best.number} {metric}={best.value:.4f}, held-out "
+                f"{test_key(metric)}={result['best_test_value']:.4f}, "
+                f"val-test gap {result['val_test_gap']:+.4f}",
+            )
     else:
         log(name, "no trial completed: no best.yaml written")
     sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from autoscope.errors import UserError
 
 SPLITS = ("train", "val", "test")
+FIT_ON = ("train", "train+val")
 
 
 def load_split(dataset_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +109,9 @@ class PatchDataModule(L.LightningDataModule):
         mean: normalisation mean handed to the augmentation (its output is model-ready).
         std: normalisation std handed to the augmentation.
         num_classes: number of classes (for the class counts).
+        fit_on: the splits the model is fitted on: `train`, or `train+val` for a final refit
+            once the configuration is fixed (validation then measures the fit, not held-out
+            data: the train stage keeps the last weights and does not stop early).
     """
 
     def __init__(
@@ -121,8 +125,12 @@ class PatchDataModule(L.LightningDataModule):
         mean: Sequence[float],
         std: Sequence[float],
         num_classes: int,
+        fit_on: str = "train",
     ) -> None:
         super().__init__()
+        if fit_on not in FIT_ON:
+            raise UserError(f"trainer.fit_on: '{fit_on}' is not one of {', '.join(FIT_ON)}")
+        self.fit_on = fit_on
         self.dataset_dir = Path(dataset_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.input_px, self.seed = input_px, seed
@@ -154,6 +162,10 @@ class PatchDataModule(L.LightningDataModule):
             self.splits[split] = (xt, yt)
         if len(self.splits["train"][1]) == 0 or len(self.splits["val"][1]) == 0:
             raise UserError(f"{self.dataset_dir}: the train and val splits must not be empty")
+        self._fit = self.splits["train"]
+        if self.fit_on == "train+val":
+            (xa, ya), (xb, yb) = self.splits["train"], self.splits["val"]
+            self._fit = (torch.cat([xa, xb]), torch.cat([ya, yb]))
 
     @property
     def patch_px(self) -> int:
@@ -161,12 +173,12 @@ class PatchDataModule(L.LightningDataModule):
         return int(self.splits["train"][0].shape[1])
 
     def class_counts(self) -> list[int]:
-        """Training patches per class."""
-        y = self.splits["train"][1]
+        """Training patches per class (of the splits fitted on)."""
+        y = self._fit[1]
         return torch.bincount(y, minlength=self.num_classes).tolist()
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        x, y = self.splits[split]
+        x, y = self._fit if train else self.splits[split]
         data: Dataset = _Batches(x, y)
         if train:
             g = torch.Generator().manual_seed(self.seed)

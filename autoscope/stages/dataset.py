@@ -69,6 +69,7 @@ def dataset_spec(cfg: Any) -> DatasetSpec:
                 str(k): float(v) for k, v in _need(split, "fractions", "dataset.split").items()
             },
             seed=int(_need(split, "seed", "dataset.split")),
+            sized_by=str(_need(split, "sized_by", "dataset.split")),
         ),
         shard_mb=float(_need(d, "shard_mb")),
         workers=int(_need(d, "workers")),

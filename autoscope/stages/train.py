@@ -17,7 +17,7 @@ def run(cfg: Any) -> dict:
         from autoscope.hpo.trial import attach
 
         pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
-        trial = attach(study_spec(cfg), int(cfg.hpo.trial), pruner)
+        trial = attach(study_spec(cfg), int(cfg.hpo.trial), pruner, metric=str(cfg.metric))
     result = train_once(cfg, trial)
     _record_job(cfg, str(result["run_id"]))
     return result
@@ -69,12 +69,23 @@ def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
     return tags
 
 
+def refits(cfg: Any) -> bool:
+    """Whether this run fits on train+val (a final refit): no early stop, the last weights kept."""
+    return "val" in str(cfg.trainer.get("fit_on") or "train")
+
+
 def _callbacks(cfg: Any, trial: Any) -> list:
-    """`trainer.callbacks` (each `_target_`; a null entry is dropped) plus the pruning callback."""
+    """`trainer.callbacks` (each `_target_`; a null entry is dropped) plus the pruning callback.
+
+    A refit on train+val drops early stopping: its validation is no longer held out.
+    """
     from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import EarlyStopping
 
     nodes = (cfg.trainer.get("callbacks") or {}).values()
     callbacks = [instantiate(n, _convert_="all") for n in nodes if n and n.get("_target_")]
+    if refits(cfg):
+        callbacks = [c for c in callbacks if not isinstance(c, EarlyStopping)]
     if trial is not None:
         from optuna_integration import PyTorchLightningPruningCallback
 
@@ -95,6 +106,27 @@ def _logger(cfg: Any, run_name: str, tags: dict[str, str]) -> Any:
         stores = replace(stores_spec(cfg), mlflow_uri=str(cfg.logger.tracking_uri))
         ensure_experiment(project_spec(cfg), stores)
     return instantiate(cfg.logger.lightning, _convert_="all")(run_name=run_name, tags=tags)
+
+
+def _warn_few_val_groups(ddir: Path, least: Any) -> None:
+    """One warning line when the validation split is too small (in groups) to rank models."""
+    import pandas as pd
+
+    from autoscope.datasets.splits import val_groups
+
+    if not least:
+        return
+    try:
+        n = val_groups(pd.read_parquet(ddir / "manifest.parquet", columns=["split", "group"]))
+    except (OSError, KeyError, ValueError):
+        return
+    if n < int(least):
+        print(
+            f"warning: the validation split of {ddir.name} holds {n} group(s) (< trainer."
+            f"min_val_groups={least}): its accuracy moves in steps of whole slides/patients and "
+            "ranks models by chance; give val more groups (dataset.split.fractions)",
+            flush=True,
+        )
 
 
 def train_once(cfg: Any, trial: Any = None) -> dict:
@@ -131,6 +163,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     )  # before the data: bad weights fail fast
     dm = instantiate(cfg.trainer.data, _convert_="all")(dataset_dir=ddir, num_classes=len(names))
     dm.setup()
+    if trial is None or trial.number == 0:
+        _warn_few_val_groups(ddir, cfg.trainer.get("min_val_groups"))
     m = cfg.model
     module = build.build_module(
         model,
@@ -160,7 +194,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         fit_s = time.perf_counter() - t0
-        best = trainer.checkpoint_callback.best_model_path
+        best = None if refits(cfg) else trainer.checkpoint_callback.best_model_path
         if best:
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
@@ -170,6 +204,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         seen = trainer.global_step * int(cfg.trainer.batch_size)
         metrics = {**val, **test, "fit_seconds": fit_s, "train_patches_per_s": seen / fit_s}
         metrics["epochs"] = float(trainer.current_epoch)
+        metrics["val_held_out"] = 0.0 if refits(cfg) else 1.0  # a refit saw val in training
         mpp = build.dataset_mpp(ddir, dm.patch_px, project.target_mpp)
         spec = make_spec(arch, project.classes, mpp, dm.patch_px)
         files = list(artifacts.save_model(run_dir, model, spec))
