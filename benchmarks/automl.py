@@ -157,9 +157,22 @@ def main(argv: list[str] | None = None) -> dict:
         [*base, *a.extra, "hpo=none", f"trainer.max_minutes={a.budget}"], root / "single.log"
     )
     single = stage_result(out)
+    small = []  # a toy budget: trial caps scaled down with it (the default caps suit 30 min)
+    if a.budget < 10:
+        small = [
+            f"hpo.trial_minutes={a.budget / 10:.3f}",
+            f"hpo.min_trial_minutes={a.budget / 30:.3f}",
+        ]
     sweep_s, out = run(
-        [*base, "-m", *a.extra, "hpo=default", f"hpo.budget_minutes={a.budget}",
-         "hpo.study_name=bench"],  # fmt: skip
+        [
+            *base,
+            "-m",
+            *a.extra,
+            "hpo=default",
+            f"hpo.budget_minutes={a.budget}",
+            "hpo.study_name=bench",
+            *small,
+        ],  # fmt: skip
         root / "sweep.log",
     )
     study = json.loads((root / "outputs" / "hpo" / "bench" / "study.json").read_text())

@@ -41,7 +41,7 @@ def _field(rng: np.random.Generator, side: int, count: float, radius: float, elo
     return img
 
 
-def write_tiles(out: Path, groups_per_class: int = 24, tiles_per_group: int = 10,
+def write_tiles(out: Path, groups_per_class: int = 16, tiles_per_group: int = 8,
                 side: int = 64, seed: int = 0) -> Path:  # fmt: skip
     """Write the tiles (PNG) and `images.csv` (`path,label,group`) under `out`; return `out`."""
     from PIL import Image

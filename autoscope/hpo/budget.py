@@ -25,7 +25,6 @@ from typing import Any
 
 from autoscope.errors import UserError
 
-
 FINISH_S = 5.0  # seconds the end of a sweep takes after its last job (pictures, summary)
 
 

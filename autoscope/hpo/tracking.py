@@ -70,17 +70,44 @@ class StudyRun:
             why = type(e).__name__
             self.notes.append(f"trial #{number}: run {child_run_id} not nested ({why})")
 
+    def nest(self, child_run_id: str, label: str) -> None:
+        """Nest another run (the retrain) under the study's parent run."""
+        try:
+            self.client.set_tag(child_run_id, "mlflow.parentRunId", self.run_id)
+            self.client.set_tag(child_run_id, "optuna.trial", label)
+        except Exception as e:
+            self.notes.append(f"{label}: run {child_run_id} not nested ({type(e).__name__})")
+
     def finish(self, result: dict[str, Any], files: list[Path], status: str = "FINISHED") -> None:
         """Log the summary metrics, best params (as tags: they change on resume) and files."""
         metrics = {f"hpo/{k}": float(result[k]) for k in ("n_complete", "n_pruned", "n_failed")}
-        if result.get("best_value") is not None:
-            metrics["hpo/best_value"] = float(result["best_value"])
+        for key in ("best_value", "best_test_value", "val_test_gap"):
+            if result.get(key) is not None:
+                metrics[f"hpo/{key}"] = float(result[key])
+        final = result.get("final") or {}
+        for k, v in final.items():
+            if k.startswith(("val/", "test/")) and isinstance(v, (int, float)):
+                metrics[f"hpo/final_{k.replace('/', '_')}"] = float(v)
+        for k, v in (result.get("budget") or {}).items():
+            metrics[f"hpo/budget_{k}"] = float(v)
         for k, v in metrics.items():
             self.client.log_metric(self.run_id, k, v)
         for k, v in (result.get("best_params") or {}).items():
             self.client.set_tag(self.run_id, f"best.{k}", str(v))
         if result.get("best_run_id"):
             self.client.set_tag(self.run_id, "best.run_id", str(result["best_run_id"]))
+        if final.get("run_id"):  # the model the sweep hands on: the winner retrained
+            self.client.set_tag(self.run_id, "final.run_id", str(final["run_id"]))
+            self.nest(final["run_id"], "final")
+            if result.get("val_test_gap") is not None:  # the model card reads it from the run
+                try:
+                    self.client.log_metric(
+                        str(final["run_id"]),
+                        "selection/val_test_gap",
+                        float(result["val_test_gap"]),
+                    )
+                except Exception as e:
+                    self.notes.append(f"final run: gap not logged ({type(e).__name__})")
         for f in files:
             self.client.log_artifact(self.run_id, str(f))
         self.client.set_terminated(self.run_id, status)

@@ -64,6 +64,7 @@ def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
         "dataset_version": dataset_version(ddir),
         "code_version": code_version(ROOT),
         "model": str(cfg.model.name),
+        "fit_on": str(cfg.trainer.get("fit_on") or "train"),  # train+val: a final refit
     }
     tags.update({str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()})
     return tags
