@@ -78,13 +78,19 @@ def refits(cfg: Any) -> bool:
 def _callbacks(cfg: Any, trial: Any) -> list:
     """`trainer.callbacks` (each `_target_`; a null entry is dropped) plus the pruning callback.
 
-    A refit on train+val drops early stopping: its validation is no longer held out.
+    Early stopping runs only with a `trainer.patience`; a refit on train+val drops it too (its
+    validation is no longer held out).
     """
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import EarlyStopping
 
     nodes = (cfg.trainer.get("callbacks") or {}).values()
-    callbacks = [instantiate(n, _convert_="all") for n in nodes if n and n.get("_target_")]
+    off = cfg.trainer.get("patience") is None  # trainer.patience=null: no early stopping
+    callbacks = [
+        instantiate(n, _convert_="all")
+        for n in nodes
+        if n and n.get("_target_") and not (off and str(n._target_).endswith(".EarlyStopping"))
+    ]
     if refits(cfg):
         callbacks = [c for c in callbacks if not isinstance(c, EarlyStopping)]
     if trial is not None:
