@@ -193,7 +193,7 @@ class TrialBatches:
         elif t.state.name == "FAIL":
             what = t.user_attrs.get("fail_reason", "interrupted")
         else:
-            what = f"at step {t.last_step}" if t.last_step is not None else ""
+            what = f"after epoch {t.last_step + 1}" if t.last_step is not None else ""
         line = f"trial #{t.number} {t.state.name} {what} in {seconds:.1f}s ({shown})"
         log(self.study.study_name, f"{done} {line}{best}")
         record = {
