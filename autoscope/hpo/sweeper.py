@@ -36,7 +36,7 @@ from autoscope.hpo.study import (
     recover,
     stored_trials,
 )
-from autoscope.hpo.trials import TrialBatches, finish_study
+from autoscope.hpo.trials import TrialBatches, finish_study, retrain
 from autoscope.hpo.trials import log as _log
 
 MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop
@@ -323,7 +323,11 @@ class AutoscopeSweeper(Sweeper):
             raise
         final = None
         if bud is not None and bud.retrain and counts(study).complete:
-            final = self._retrain(study, bud, plain, groups, hpo, name)
+            raw = (hpo.get("retrain") or {}).get("overrides") or {}
+            extra = flatten(OmegaConf.to_container(raw, resolve=True))
+            final = retrain(
+                study, bud, plain, groups, extra, launch=self._launch, metric=str(cfg.metric)
+            )
         accounting = None
         if bud is not None:
             accounting = {
@@ -337,69 +341,6 @@ class AutoscopeSweeper(Sweeper):
             study, sweep_dir, tracker, metric=str(cfg.metric), groups=groups, fixed=fixed,
             recipe=recipe, final=final, budget=accounting,
         )  # fmt: skip
-
-    def _retrain(
-        self, study: Any, bud: Budget, plain: list[str], groups: set[str], hpo: Any, name: str
-    ) -> dict | None:
-        """The final share of the budget: the winner's configuration trained once more.
-
-        The job gets the sweep's plain overrides, the best trial's parameters, `hpo.retrain.
-        overrides` (a `{run_id}` in a value is the best trial's run) and what is left of the
-        budget as its training cap; it is no Optuna trial. A study resumed after its retrain ran
-        keeps the earlier one (`final` study attr) unless the best trial changed.
-        """
-        best = study.best_trial
-        done = study.user_attrs.get("final") or {}
-        if done.get("trial") == best.number and done.get("run_id"):
-            _log(name, f"retrain of trial #{best.number} already done: run {done['run_id']}")
-            return done
-        minutes = bud.retrain_minutes()
-        if minutes is None:
-            _log(name, "no budget left to retrain the winner: the best trial is the final model")
-            return None
-        raw = (hpo.get("retrain") or {}).get("overrides") or {}
-        run_id = str(best.user_attrs.get("run_id") or "")
-        extra = {
-            k: (str(v).format(run_id=run_id) if isinstance(v, str) else v)
-            for k, v in flatten(OmegaConf.to_container(raw, resolve=True)).items()
-        }
-        overrides = [
-            *plain,
-            *to_overrides(dict(best.params), groups),
-            *to_overrides(extra),
-            f"{bud.minutes_key}={minutes}",
-        ]
-        shown = " ".join(o for o in overrides if o not in plain)
-        _log(name, f"retraining the winner (trial #{best.number}) for {minutes:g} min: {shown}")
-        t0 = time.monotonic()
-        ret = self._launch([overrides])[0]
-        wall = time.monotonic() - t0
-        if ret.status.name != "COMPLETED":
-            exc = ret._return_value
-            _log(
-                name,
-                f"retrain failed ({type(exc).__name__}: {str(exc).strip()[:300]}): "
-                "the best trial stays the final model",
-            )
-            return None
-        metrics = ret.return_value if isinstance(ret.return_value, dict) else {}
-        final = {
-            "trial": best.number,
-            "run_id": metrics.get("run_id"),
-            "minutes": minutes,
-            "wall_seconds": round(wall, 1),
-            "overrides": [o for o in overrides if o not in plain],
-            **{
-                k: float(v)
-                for k, v in metrics.items()
-                if k != "run_id" and isinstance(v, (int, float))
-            },
-        }
-        study.set_user_attr("final", final)
-        tk = "test/" + str(self.config.metric).split("/", 1)[-1]
-        shown_test = f", {tk}={final[tk]:.4f}" if tk in final else ""
-        _log(name, f"final model: run {final['run_id']} in {wall:.0f}s{shown_test}")
-        return final
 
 
 def _launcher_name(cfg: Any) -> str:

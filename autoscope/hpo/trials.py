@@ -276,3 +276,62 @@ def finish_study(
         tracker.finish(result, files)
     write_json(sweep_dir / "study.json", result)
     return result
+
+
+def retrain(
+    study: Any, bud: Any, plain: list[str], groups: set[str], extra: dict[str, Any], *,
+    launch: Any, metric: str,
+) -> dict | None:  # fmt: skip
+    """The final share of the budget: the winner's configuration trained once more.
+
+    The job gets the sweep's plain overrides, the best trial's parameters, `hpo.retrain.
+    overrides` (a `{run_id}` in a value is the best trial's run) and what is left of the
+    budget as its training cap; it is no Optuna trial. A study resumed after its retrain ran
+    keeps the earlier one (`final` study attr) unless the best trial changed.
+    """
+    name, best = study.study_name, study.best_trial
+    done = study.user_attrs.get("final") or {}
+    if done.get("trial") == best.number and done.get("run_id"):
+        log(name, f"retrain of trial #{best.number} already done: run {done['run_id']}")
+        return done
+    minutes = bud.retrain_minutes()
+    if minutes is None:
+        log(name, "no budget left to retrain the winner: the best trial is the final model")
+        return None
+    run_id = str(best.user_attrs.get("run_id") or "")
+    extra = {k: (v.format(run_id=run_id) if isinstance(v, str) else v) for k, v in extra.items()}
+    overrides = [
+        *plain,
+        *to_overrides(dict(best.params), groups),
+        *to_overrides(extra),
+        f"{bud.minutes_key}={minutes}",
+    ]
+    shown = " ".join(o for o in overrides if o not in plain)
+    log(name, f"retraining the winner (trial #{best.number}) for {minutes:g} min: {shown}")
+    t0 = time.monotonic()
+    ret = launch([overrides])[0]
+    wall = time.monotonic() - t0
+    if ret.status.name != "COMPLETED":
+        exc = ret._return_value
+        log(
+            name,
+            f"retrain failed ({type(exc).__name__}: {str(exc).strip()[:300]}): "
+            "the best trial stays the final model",
+        )
+        return None
+    metrics = ret.return_value if isinstance(ret.return_value, dict) else {}
+    final = {
+        "trial": best.number,
+        "run_id": metrics.get("run_id"),
+        "minutes": minutes,
+        "wall_seconds": round(wall, 1),
+        "overrides": [o for o in overrides if o not in plain],
+        **{
+            k: float(v) for k, v in metrics.items() if k != "run_id" and isinstance(v, (int, float))
+        },
+    }
+    study.set_user_attr("final", final)
+    tk = "test/" + metric.split("/", 1)[-1]
+    shown_test = f", {tk}={final[tk]:.4f}" if tk in final else ""
+    log(name, f"final model: run {final['run_id']} in {wall:.0f}s{shown_test}")
+    return final
