@@ -91,20 +91,81 @@ def has_weights(client: Any, run_id: str, train_runs: Path) -> bool:
     return any(Path(a).name == "model.pt" for a in artifact_files(client, run_id))
 
 
+def sweep_choice(study_dir: Path) -> tuple[str | None, str]:
+    """The run a finished sweep chose (`study.json`): its retrained winner, else its best trial.
+
+    Returns:
+        (run id or None when the sweep left no choice, what it is: `final` or `best trial #N`).
+    """
+    import json
+
+    path = study_dir / "study.json"
+    if not path.is_file():
+        return None, "no study.json"
+    data = json.loads(path.read_text())
+    if data.get("final_run_id"):
+        return str(data["final_run_id"]), "the sweep's retrained winner"
+    best = data.get("best_trial")
+    label = f"best trial #{best}" if best is not None else "best trial"
+    return (str(data["best_run_id"]) if data.get("best_run_id") else None), label
+
+
 def pick_run(
-    client: Any, exp_id: str, ref: str, metric: str, mode: str, train_runs: Path, project: str
+    client: Any,
+    exp_id: str,
+    ref: str,
+    metric: str,
+    mode: str,
+    train_runs: Path,
+    project: str,
+    dataset_version: str | None = None,
+    study_dir: Path | None = None,
+    say: Any = print,
 ) -> Any:
-    """The run to archive: `ref` (an id) or, for `best`, the best finished run with weights.
+    """The run to archive: `ref` (an id) or, for `best`, the champion of the recipe.
+
+    `best` is the sweep's choice when the recipe names a study that finished here (`study.json`
+    in `study_dir`: the retrained winner, else the best trial, as `best.yaml` names it); otherwise
+    the best finished run with weights among the runs of `dataset_version` (ties: the oldest run).
+    A run on another dataset version is never the champion. `say` gets one line naming what was
+    compared.
 
     Raises:
-        UserError: unknown id, or no finished run with `metric` and weights.
+        UserError: unknown id; the sweep's run is missing, unfinished or on another dataset;
+            no finished run with `metric` and weights on the dataset.
     """
     if str(ref) != "best":
         return get_run(client, exp_id, str(ref))
-    for run in candidate_runs(client, exp_id, metric, mode):
-        if has_weights(client, run.info.run_id, train_runs):
+    if study_dir is not None:
+        chosen, what = sweep_choice(study_dir)
+        if chosen is not None:
+            run = get_run(client, exp_id, chosen)
+            version = run.data.tags.get("dataset_version")
+            if dataset_version and version and version != dataset_version:
+                raise UserError(
+                    f"run=best: sweep {study_dir.name} chose run {chosen} on dataset version "
+                    f"{version}, the recipe's dataset is {dataset_version}: run the sweep again"
+                )
+            if not has_weights(client, chosen, train_runs):
+                raise UserError(f"run=best: the sweep's run {chosen} left no model.pt")
+            say(f"champion: {what} of sweep {study_dir.name}, run {chosen} (its study.json)")
             return run
+    runs = candidate_runs(client, exp_id, metric, mode)
+    if dataset_version:
+        runs = [r for r in runs if r.data.tags.get("dataset_version") == dataset_version]
+    runs = [r for r in runs if has_weights(client, r.info.run_id, train_runs)]
+    if runs:
+        top = runs[0].data.metrics[metric]
+        tied = [r for r in runs if r.data.metrics[metric] == top]
+        run = min(tied, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+        scope = f"dataset version {dataset_version}" if dataset_version else "every dataset"
+        say(
+            f"champion: best {metric} of {len(runs)} finished run(s) on {scope}: "
+            f"run {run.info.run_id} ({metric}={top:.4f})"
+        )
+        return run
+    on = f" on dataset version {dataset_version}" if dataset_version else ""
     raise UserError(
-        f"no finished run with metric '{metric}' and weights in project '{project}': "
+        f"no finished run with metric '{metric}' and weights{on} in project '{project}': "
         "run `autoscope train` first"
     )

@@ -38,6 +38,8 @@ class ArchiveSpec:
     minimum: dict[str, float] = field(default_factory=dict)  # metric -> lowest value
     maximum: dict[str, float] = field(default_factory=dict)  # metric -> highest value
     tissue: dict[str, Any] = field(default_factory=dict)  # detector params for the card
+    dataset_version: str | None = None  # `best` chooses among this dataset version's runs only
+    study_dir: Path | None = None  # the recipe's sweep folder: `best` is its choice when finished
 
     @property
     def registry_name(self) -> str:
@@ -151,6 +153,8 @@ def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, An
         spec.metric_mode,
         spec.train_runs,
         spec.project.name,
+        dataset_version=spec.dataset_version,
+        study_dir=spec.study_dir,
     )
     rid = run.info.run_id
     select.check_thresholds(run.data.metrics, spec.minimum, spec.maximum, rid)

@@ -30,7 +30,32 @@ def archive_spec(cfg: Any) -> ArchiveSpec:
         minimum={str(k): float(v) for k, v in (thr.get("min") or {}).items()},
         maximum={str(k): float(v) for k, v in (thr.get("max") or {}).items()},
         tissue=to_dict(cfg.get("tissue")),
+        dataset_version=_dataset_version(cfg),
+        study_dir=_study_dir(cfg),
     )
+
+
+def _dataset_version(cfg: Any) -> str | None:
+    """The version of the recipe's dataset as built here (None when it is not built)."""
+    from autoscope.config import stores_spec
+    from autoscope.datasets.store import dataset_dir
+
+    name = cfg.dataset.get("name")
+    ddir = dataset_dir(stores_spec(cfg), str(name)) if name else None
+    if ddir is None or not (ddir / "manifest.parquet").is_file():
+        if name:
+            print(f"archive: dataset '{name}' is not built here: comparing runs of every dataset")
+        return None
+    from autoscope.models.build import dataset_version
+
+    version = dataset_version(ddir)
+    return None if version == "unknown" else version
+
+
+def _study_dir(cfg: Any) -> Path | None:
+    """The sweep folder of the recipe's study (`hpo.study_name`), when the recipe names one."""
+    name = (cfg.get("hpo") or {}).get("study_name")
+    return Path(cfg.paths.outputs) / "hpo" / str(name) if name else None
 
 
 def _reviewer(cfg: Any) -> Review:
