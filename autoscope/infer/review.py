@@ -7,9 +7,9 @@ own input spec and tissue detector, so the review shows what `autoscope infer` w
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
+from autoscope.atomic import scratch_dir
 from autoscope.infer.spec import InferSpec
 
 PICTURES = (("heatmap.png", "heatmap"), ("overview.png", "heatmap_overview"))
@@ -33,7 +33,7 @@ def draw_review(version_dir: Path, slide_path: str, spec: InferSpec) -> dict[str
     review = Path(version_dir) / "review"
     review.mkdir(exist_ok=True)
     out: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(dir=version_dir, prefix=".review.tmp-") as tmp:
+    with scratch_dir(version_dir, "review") as tmp:
         infer_slide(model, slide_path, tmp, spec, name="slide")
         for src, key in PICTURES:
             if (Path(tmp) / "slide" / src).is_file():
