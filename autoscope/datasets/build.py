@@ -8,6 +8,7 @@ slides whose registry row has no stored mask.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from autoscope.datasets.spec import SPLIT_UNITS, DatasetSpec
 from autoscope.datasets.splits import SPLITS, assign_splits, split_counts
 from autoscope.datasets.store import MANIFEST, dataset_dir, dataset_version
 from autoscope.errors import UserError
+from autoscope.portable import portable_path
 from autoscope.project import ProjectSpec, Stores
 from autoscope.slides.registry import load_registry
 
@@ -153,6 +155,20 @@ def finish_plan(
     return plan
 
 
+def portable_sources(sources: pd.Series, workspace: Path) -> pd.Series:
+    """The `source` column as stored: file paths relative to the workspace (else file names).
+
+    The dataset version hashes the manifest, so it must not hold where this checkout lies;
+    non-path origins such as `registry:<column>` are kept as they are.
+    """
+    out = {}
+    for s in sources.dropna().unique():
+        text = str(s)
+        path = os.path.abspath(text) if os.path.exists(text) else text
+        out[s] = portable_path(path, workspace)
+    return sources.map(out).where(sources.notna(), sources)
+
+
 def _progress(total: int):
     from tqdm import tqdm
 
@@ -196,8 +212,10 @@ def build_dataset(
                 plan, tmp, int(ds.patch_px), float(ds.shard_mb), int(ds.workers), slides, update
             )
         manifest = plan.reindex(columns=COLUMNS)
+        manifest["source"] = portable_sources(manifest["source"], workspace)
         manifest.to_parquet(tmp / MANIFEST, index=False)
         if len(points):
+            points["source"] = portable_sources(points["source"], workspace)
             points.to_parquet(tmp / "points.parquet", index=False)
         extra = {
             "name": str(ds.name),
