@@ -16,6 +16,7 @@ from typing import Any
 
 from autoscope.atomic import write_json
 from autoscope.errors import UserError
+from autoscope.portable import portable_path
 from autoscope.project import ClassSpec
 
 CARD = "metadata.json"
@@ -62,7 +63,7 @@ class ModelCard:
     bentoml_tag: str | None = None
     mlflow_registry: dict[str, Any] = field(default_factory=dict)
     review: dict[str, str] = field(default_factory=dict)  # picture key -> path beside the card
-    review_slide: dict[str, Any] | None = None
+    review_slide: dict[str, Any] | None = None  # {path: workspace-relative or file name, error}
     parameters: int | None = None  # number of weights
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
@@ -81,8 +82,19 @@ class ModelCard:
         return replace(self, review={**self.review, **review}, review_slide=review_slide)
 
     def to_json(self) -> dict[str, Any]:
-        """The `metadata.json` content (historical key order, then the new keys)."""
+        """The `metadata.json` content (historical key order, then the new keys).
+
+        A card travels between machines: paths in it are relative (review pictures beside the
+        card, the review slide to the workspace); an absolute one left by a caller is cut to its
+        file name here. `created`/`date` is metadata of the archiving, not part of any version.
+        """
         d = asdict(self)
+        d["review"] = {k: portable_path(v, None) for k, v in self.review.items()}
+        if self.review_slide and self.review_slide.get("path"):
+            d["review_slide"] = {
+                **self.review_slide,
+                "path": portable_path(str(self.review_slide["path"]), None),
+            }
         extra = d.pop("extra")
         d["classes"] = self.class_dicts
         d["input"] = {**d["input"], "mean": list(self.input.mean), "std": list(self.input.std)}

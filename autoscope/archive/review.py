@@ -7,10 +7,12 @@ depend on `infer`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from autoscope.archive.card import ModelCard
+from autoscope.portable import portable_path
 
 Pick = Callable[[ModelCard], str | None]  # card -> slide path to review (None: no review)
 Draw = Callable[[Path, ModelCard, str], dict[str, str]]  # folder, card, slide -> review entries
@@ -52,15 +54,25 @@ def add_heatmap(
     pick: Pick,
     draw: Draw,
     echo: Callable[[str], None] = print,
+    root: Path | str | None = None,
 ) -> ModelCard:
-    """The card with the heatmap of its review slide; a failure is reported on it, not fatal."""
+    """The card with the heatmap of its review slide; a failure is reported on it, not fatal.
+
+    The card records the slide relative to `root` (the workspace; its file name when it lies
+    elsewhere or no root is given), never a host's absolute path.
+    """
     slide = None
     try:
         slide = pick(card)
         if slide is None:
             return card.with_review({}, None)
-        return card.with_review(draw(folder, card, slide), {"path": slide})
+        return card.with_review(draw(folder, card, slide), {"path": portable_path(slide, root)})
     except Exception as e:  # noqa: BLE001 - the review picture is optional; the card says why
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         echo(f"archive: no review heatmap for {slide or 'archive.review_slide'}: {msg}")
-        return card.with_review({}, {"path": slide, "error": msg})
+        ref = None if slide is None else portable_path(slide, root)
+        if slide is not None:
+            msg = msg.replace(str(slide), str(ref))
+        if root is not None:
+            msg = msg.replace(f"{Path(root)}{os.sep}", "")
+        return card.with_review({}, {"path": ref, "error": msg})

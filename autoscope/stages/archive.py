@@ -83,7 +83,7 @@ def _reviewer(cfg: Any) -> Review:
     def draw(folder: Path, card: ModelCard, slide: str) -> dict[str, str]:
         return draw_review(folder, slide, InferSpec.from_card(card, {"progress": False}))
 
-    return partial(add_heatmap, pick=pick, draw=draw)
+    return partial(add_heatmap, pick=pick, draw=draw, root=stores.workspace)
 
 
 def run(cfg: Any) -> dict:
