@@ -1,42 +1,33 @@
-"""Build a bento from `conf/package/`: resolve archived models, pin packages, `bentoml build`."""
+"""Build a bento from `conf/package/`: resolve archived models, pin packages, `bentoml build`.
+
+The bento is portable: it holds the container's folders and bind address (`ContainerSpec`),
+never this machine's paths; local serving passes the project's folders at serve time
+(`PackageSpec.serve_env`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscope.atomic import write_text
 from autoscope.errors import UserError
 from autoscope.infer.spec import check_settings
+from autoscope.serve.settings import JOBS_ENV, ROOTS_ENV, serve_env
+
+if TYPE_CHECKING:
+    from autoscope.serve.pins import Requirements
 
 SERVICE = "autoscope.serve.service:PatchService"
-
-
-def pinned(names: list[str], constraints: Path) -> list[str]:
-    """`name==version` for each package, the version read from the constraints file.
-
-    Raises:
-        UserError: a package is not pinned there.
-    """
-    pins: dict[str, str] = {}
-    for line in constraints.read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
-        if m:
-            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
-    out = []
-    for name in names:
-        key = str(name).lower().replace("_", "-")
-        if key not in pins:
-            raise UserError(f"package.python_packages: '{name}' is not pinned in {constraints}")
-        out.append(f"{name}=={pins[key]}")
-    return out
+PYTHON_VERSION = "3.11"  # the container's Python (and the markers the pins are resolved for)
 
 
 @dataclass(frozen=True)
@@ -49,6 +40,20 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class ContainerSpec:
+    """Serve-time defaults the bento holds (container paths, never this machine's)."""
+
+    host: str = "0.0.0.0"  # bind address of the image's entrypoint (BENTOML_HOST)
+    allowed_roots: tuple[str, ...] = ("/data",)  # slide folders; AUTOSCOPE_ALLOWED_ROOTS overrides
+    jobs_dir: str = "/tmp/autoscope/jobs"  # slide job outputs; AUTOSCOPE_JOBS_DIR overrides
+
+    def __post_init__(self) -> None:
+        for path in (*self.allowed_roots, self.jobs_dir):
+            if not posixpath.isabs(path):
+                raise UserError(f"package.container: {path!r} is not an absolute container path")
+
+
+@dataclass(frozen=True)
 class PackageSpec:
     """What one bento serves and how it runs (`conf/package/`)."""
 
@@ -56,8 +61,11 @@ class PackageSpec:
     name: str  # bento and service name
     purpose: str
     models: tuple[ModelRef, ...]  # the first answers `predict`
-    jobs_dir: str
-    allowed_roots: tuple[str, ...]
+    jobs_dir: str  # local serving: the project's jobs folder (passed at serve time)
+    allowed_roots: tuple[str, ...]  # local serving: the project's slide folders
+    container: ContainerSpec = field(default_factory=ContainerSpec)
+    host: str = "127.0.0.1"  # the bento's bind address outside a container
+    cpu_index: str = "https://download.pytorch.org/whl/cpu"  # torch's CPU builds (no GPU asked)
     resources: dict[str, Any] = field(default_factory=dict)
     max_batch_size: int = 64
     max_latency_ms: int = 1000
@@ -70,8 +78,24 @@ class PackageSpec:
     def __post_init__(self) -> None:
         check_settings(self.infer, "package.infer")
 
+    @property
+    def gpu(self) -> bool:
+        """Whether a replica asks for a GPU (`resources.gpu` > 0): torch's CUDA build."""
+        try:
+            return float(self.resources.get("gpu") or 0) > 0
+        except (TypeError, ValueError):
+            gpu = self.resources["gpu"]
+            raise UserError(f"package.resources.gpu: {gpu!r} is not a count") from None
+
+    def serve_env(self) -> dict[str, str]:
+        """The serve-time environment of local serving: the project's folders."""
+        return serve_env(list(self.allowed_roots), self.jobs_dir)
+
     def settings(self, tags: list[str]) -> dict[str, Any]:
-        """The service settings (`serve.settings.ServeSettings`) for the resolved model tags."""
+        """The service settings (`serve.settings.ServeSettings`) for the resolved model tags.
+
+        The folders are the container's defaults: no path of this machine goes into a bento.
+        """
         return {
             "name": self.name,
             "purpose": self.purpose,
@@ -82,8 +106,9 @@ class PackageSpec:
             "concurrency": self.concurrency,
             "resources": dict(self.resources),
             "timeout_s": self.timeout_s,
-            "allowed_roots": list(self.allowed_roots),
-            "jobs_dir": self.jobs_dir,
+            "host": self.host,
+            "allowed_roots": list(self.container.allowed_roots),
+            "jobs_dir": self.container.jobs_dir,
             "infer": dict(self.infer),
         }
 
@@ -114,20 +139,52 @@ def resolve_models(client: Any, project: str, models: Sequence[ModelRef]) -> lis
     return tags
 
 
-def bentofile(spec: PackageSpec, tags: list[str], packages: list[str]) -> dict[str, Any]:
-    """The `bentofile.yaml` content; the service settings ride along as the bento's arguments."""
+def description(spec: PackageSpec) -> str:
+    """The bento's README: its purpose and the serve-time settings."""
+    c = spec.container
+    return f"""{spec.purpose}
+
+Serve-time settings (environment variables; nothing of the build machine is inside):
+
+- `{ROOTS_ENV}`: the folders the `slide` job may read, `:`-separated
+  (default `{":".join(c.allowed_roots)}`: mount slides there).
+- `{JOBS_ENV}`: where slide jobs write (default `{c.jobs_dir}`: mount a volume to keep them).
+- `--host` / `BENTOML_HOST`: bind address; `{spec.host}` by default, `{c.host}` in the image
+  built by `bentoml containerize` (publish the port with `docker run -p 3000:3000`).
+"""
+
+
+def bentofile(spec: PackageSpec, tags: list[str], reqs: Requirements) -> dict[str, Any]:
+    """The `bentofile.yaml` content; the service settings ride along as the bento's arguments.
+
+    `envs` become the image's `ENV` lines: the container's folders and bind address, and, with
+    torch's CPU build, uv's index strategy (else uv takes every package the PyTorch index also
+    hosts from there only, and misses the pinned versions it lacks).
+    """
+    c = spec.container
+    envs = [
+        {"name": ROOTS_ENV, "value": ":".join(c.allowed_roots)},
+        {"name": JOBS_ENV, "value": c.jobs_dir},
+        {"name": "BENTOML_HOST", "value": c.host},
+    ]
+    python: dict[str, Any] = {"packages": list(reqs.packages), "lock_packages": False}
+    if reqs.extra_index_url:
+        python["extra_index_url"] = list(reqs.extra_index_url)
+        envs.append({"name": "UV_INDEX_STRATEGY", "value": "unsafe-best-match"})
     return {
         "service": SERVICE,
         "name": spec.name,
-        "description": spec.purpose,
+        "description": description(spec),
         "labels": {
             "project": spec.project,
             "models": ",".join(t.replace(":", "-") for t in tags)[:60],
+            "torch": "cuda" if spec.gpu else "cpu",
         },
         "include": ["autoscope/**/*.py"],
         "exclude": ["**/__pycache__"],
-        "python": {"packages": packages, "lock_packages": False},
-        "docker": {"distro": "debian", "python_version": "3.11"},
+        "python": python,
+        "docker": {"distro": "debian", "python_version": PYTHON_VERSION},
+        "envs": envs,
         "models": tags,
         "args": {"config": spec.settings(tags)},
     }

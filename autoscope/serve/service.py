@@ -3,12 +3,15 @@
 `predict` takes uint8 patches `[N, patch_px, patch_px, 3]` and returns class probabilities
 `[N, C]`; concurrent requests are merged into batches (`max_batch_size`, `max_latency_ms`). The
 `slide` task runs the inference engine of `autoscope infer` over one slide inside the allowed
-roots and returns its summary. Bad requests get a 4xx, never a 500.
+roots and returns its summary. Bad requests get a 4xx, never a 500. The allowed roots and the
+jobs folder come from the serve-time environment (`serve.settings`); the server binds the
+settings' `host` (127.0.0.1) unless `--host`/`BENTOML_HOST` says otherwise.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +27,7 @@ from autoscope.infer.spec import InferSpec
 from autoscope.serve.guard import SlideSubmitGuard
 from autoscope.serve.settings import check_slide_path, load_settings
 
-SETTINGS = load_settings(bentoml.use_arguments())
+SETTINGS = load_settings(bentoml.use_arguments(), os.environ)
 
 
 def _card(tag: str) -> ModelCard:
@@ -143,6 +146,7 @@ PatchService = bentoml.service(  # type: ignore[misc]
     workers=SETTINGS.workers,
     resources=_resources,
     traffic={"timeout": SETTINGS.timeout_s, "concurrency": SETTINGS.concurrency},
+    http={"host": SETTINGS.host},
 )(PatchService)
 PatchService.add_asgi_middleware(
     SlideSubmitGuard,

@@ -3,16 +3,26 @@
 The settings travel inside the bento as its build arguments (`bento.yaml`), so a bento serves the
 same way anywhere; `bentoml serve autoscope.serve.service:PatchService --arg config=<json file>`
 serves from the source tree. Everything about a model itself comes from its card in the store.
+
+A bento holds no host paths: its `allowed_roots` and `jobs_dir` are the container's defaults
+(`package.container`), and the serve-time environment overrides them (`AUTOSCOPE_ALLOWED_ROOTS`,
+an `os.pathsep` list; `AUTOSCOPE_JOBS_DIR`). Local serving passes the project's folders that way
+(`serve_env`). (BentoML 1.4 replaces `--arg` values by the bento's own when it serves a built
+bento, so serve-time arguments cannot carry them.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+ROOTS_ENV = "AUTOSCOPE_ALLOWED_ROOTS"  # serve-time slide folders (os.pathsep list)
+JOBS_ENV = "AUTOSCOPE_JOBS_DIR"  # serve-time jobs folder
 
 
 class PathRefused(ValueError):
@@ -31,16 +41,43 @@ class ServeSettings(BaseModel):
     concurrency: int = 32
     resources: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int = 3600
-    allowed_roots: list[str] = Field(min_length=1)
-    jobs_dir: str
+    host: str = "127.0.0.1"  # bind address unless `--host`/`BENTOML_HOST` (BentoML: 0.0.0.0)
+    allowed_roots: list[str] = Field(min_length=1)  # defaults; AUTOSCOPE_ALLOWED_ROOTS overrides
+    jobs_dir: str  # default; AUTOSCOPE_JOBS_DIR overrides
     infer: dict[str, Any] = Field(default_factory=dict)
 
 
-def load_settings(args: Any) -> ServeSettings:
-    """Settings from the bento arguments: `config` holds a dict, a JSON text or a JSON file path.
+def serve_env(allowed_roots: list[str], jobs_dir: str) -> dict[str, str]:
+    """The serve-time environment giving a service these folders (what `load_settings` reads)."""
+    return {ROOTS_ENV: os.pathsep.join(allowed_roots), JOBS_ENV: jobs_dir}
+
+
+def serve_paths(env: Mapping[str, str], roots: list[str], jobs_dir: str) -> tuple[list[str], str]:
+    """`(allowed_roots, jobs_dir)`: the serve-time environment's, else the given defaults.
 
     Raises:
-        ValueError: no `config` argument, or one that does not parse.
+        ValueError: a folder given there is not an absolute path.
+    """
+    if env.get(ROOTS_ENV, "").strip():
+        roots = [r for r in env[ROOTS_ENV].split(os.pathsep) if r.strip()]
+    if env.get(JOBS_ENV, "").strip():
+        jobs_dir = env[JOBS_ENV]
+    if not roots:
+        raise ValueError(f"autoscope service: {ROOTS_ENV} names no folder")
+    for name, path in [*((ROOTS_ENV, r) for r in roots), (JOBS_ENV, jobs_dir)]:
+        if not os.path.isabs(path):
+            raise ValueError(f"autoscope service: {name} must hold absolute paths, got {path!r}")
+    return roots, jobs_dir
+
+
+def load_settings(args: Any, env: Mapping[str, str] | None = None) -> ServeSettings:
+    """Settings from the bento arguments and the serve-time environment `env`.
+
+    The `config` argument holds a dict, a JSON text or a JSON file path; `env` (e.g.
+    `os.environ`) may override its folders (`AUTOSCOPE_ALLOWED_ROOTS`, `AUTOSCOPE_JOBS_DIR`).
+
+    Raises:
+        ValueError: no `config` argument, one that does not parse, or a relative folder.
     """
     raw = getattr(args, "config", None) if not isinstance(args, dict) else args.get("config")
     if raw is None:
@@ -51,7 +88,9 @@ def load_settings(args: Any) -> ServeSettings:
     if isinstance(raw, str):
         text = Path(raw).read_text() if os.path.isfile(raw) else raw
         raw = json.loads(text)
-    return ServeSettings.model_validate(raw)
+    settings = ServeSettings.model_validate(raw)
+    roots, jobs_dir = serve_paths(env or {}, settings.allowed_roots, settings.jobs_dir)
+    return settings.model_copy(update={"allowed_roots": roots, "jobs_dir": jobs_dir})
 
 
 def check_slide_path(path: str, roots: list[str]) -> str:

@@ -72,20 +72,17 @@ def server(packaged: dict[str, Any]) -> Iterator[str]:
     """`bentoml serve <bento tag>` in its own process group; the URL; stopped at the end."""
     import httpx
 
+    from autoscope.stages.package import package_spec
+
     cfg = packaged["cfg"]
     port = _free_port()
-    env = dict(os.environ, BENTOML_HOME=str(cfg.paths.bentoml_home), BENTOML_DO_NOT_TRACK="True")
+    env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOST"}
+    env |= package_spec(cfg).serve_env()  # the project's folders, at serve time (as documented)
+    env |= {"BENTOML_HOME": str(cfg.paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
     exe = Path(sys.executable).with_name("bentoml")
     log = open(Path(cfg.paths.outputs) / "serve.log", "wb")  # noqa: SIM115 - closed below
-    cmd = [
-        str(exe),
-        "serve",
-        packaged["built"]["bento"],
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    # no --host: the bento's own configuration binds 127.0.0.1
+    cmd = [str(exe), "serve", packaged["built"]["bento"], "--port", str(port)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -104,6 +101,7 @@ def server(packaged: dict[str, Any]) -> Iterator[str]:
                 raise RuntimeError("bentoml serve not ready after 90 s")
             time.sleep(0.2)
         packaged["serve_ready_s"] = time.perf_counter() - t0
+        packaged["serve_log"] = Path(log.name)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

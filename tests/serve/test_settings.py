@@ -51,3 +51,19 @@ def test_settings_from_dict_json_text_or_file(tmp_path: Path) -> None:
         load_settings({})
     with pytest.raises(ValueError):
         load_settings({"config": {**BASE, "models": []}})
+
+
+def test_serve_time_environment_overrides_the_bento_folders(tmp_path: Path) -> None:
+    from autoscope.serve.settings import JOBS_ENV, ROOTS_ENV, serve_env
+
+    s = load_settings({"config": BASE}, {})
+    assert s.allowed_roots == ["/data"] and s.jobs_dir == "/jobs" and s.host == "127.0.0.1"
+    env = serve_env([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "jobs"))
+    assert env[ROOTS_ENV] == os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")])
+    s = load_settings({"config": BASE}, env)
+    assert s.allowed_roots == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert s.jobs_dir == str(tmp_path / "jobs")
+    assert load_settings({"config": BASE}, {ROOTS_ENV: " ", JOBS_ENV: ""}).jobs_dir == "/jobs"
+    for bad in ({ROOTS_ENV: "relative/slides"}, {JOBS_ENV: "jobs"}, {ROOTS_ENV: os.pathsep}):
+        with pytest.raises(ValueError, match=ROOTS_ENV if ROOTS_ENV in bad else JOBS_ENV):
+            load_settings({"config": BASE}, bad)
