@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from autoscope.archive.card import read_card
+
+
+@contextmanager
+def _use_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to `uri` for a moment (restored after)."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri as use
+
+    with use(uri):
+        yield
 
 
 def registry_name(project: str, model_name: str) -> str:
@@ -22,16 +36,62 @@ def version_of_run(client: Any, name: str, run_id: str) -> int | None:
     return versions[0] if versions else None
 
 
-def new_version(client: Any, name: str, run_id: str, source: str, description: str) -> int:
-    """Register a new model version for `run_id` (creating the registered model if needed)."""
+def new_version(client: Any, name: str, run: Any, description: str) -> int:
+    """Register a new version of `run`'s model (creating the registered model if needed).
+
+    The version is an MLflow model: its source is `models:/<id>` of a new logged model of the
+    run, pending until `log_model` fills it with the archived version folder.
+    """
+    from mlflow.entities import LoggedModelOutput
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=description)
-    mv = client.create_model_version(name, source=source, run_id=run_id, description=description)
+    rid = run.info.run_id
+    model = client.create_logged_model(
+        run.info.experiment_id, name=name, source_run_id=rid, tags={"autoscope.registry": name}
+    )
+    client.log_outputs(rid, [LoggedModelOutput(model.model_id, step=0)])
+    # MLflow's SQL registry looks a `models:/<id>` source up through the global tracking URI
+    with _use_tracking_uri(client.tracking_uri):
+        mv = client.create_model_version(
+            name,
+            source=f"models:/{model.model_id}",
+            run_id=rid,
+            description=description,
+            model_id=model.model_id,
+        )
     return int(mv.version)
+
+
+def model_id_of(client: Any, name: str, version: int) -> str | None:
+    """The logged model a version was made from (`models:/<model id>`), else None."""
+    mv = client.get_model_version(name, str(version))
+    source = str(mv.source or "")
+    if mv.model_id:
+        return str(mv.model_id)
+    rest = source.removeprefix("models:/")
+    return rest if rest != source and rest and "/" not in rest else None
+
+
+def log_model(client: Any, name: str, version: int, folder: Path) -> str | None:
+    """Fill the version's MLflow model with the archived `folder` (card, spec, weights).
+
+    Idempotent: a model that is ready already is kept. Versions registered before versions
+    were MLflow models (no model id) are left as they are.
+
+    Returns:
+        the logged model's id, or None for such an old version.
+    """
+    model_id = model_id_of(client, name, version)
+    if not model_id:
+        return None
+    from autoscope.archive import pyfunc  # imports MLflow's pyfunc: only when logging
+
+    pyfunc.log_version(client, model_id, folder, read_card(folder))
+    return model_id
 
 
 def finish_version(client: Any, name: str, version: int, alias: str | None, tags: dict) -> None:

@@ -164,12 +164,13 @@ def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, An
     created = version is None
     if version is None:
         desc = f"{spec.project.product}: {spec.project.task}"
-        version = registry.new_version(client, name, rid, run.info.artifact_uri, desc)
+        version = registry.new_version(client, name, run, desc)
     final = spec.models_dir / f"v{version}"
     if not (final / CARD).is_file():
         with atomic_dir(final) as folder:
             fill_version(spec, client, run, version, folder, review)
     card = read_card(final)
+    registry.log_model(client, name, version, final)  # the version as an MLflow pyfunc model
     labels = {"project": spec.project.name, "run_id": rid}
     tag = bento_store.save_model(name, f"v{version}", final, labels, {"card": CARD})
     registry.finish_version(
