@@ -201,6 +201,8 @@ def infer_slide(
     *,
     mpp_x: float | None = None,
     name: str | None = None,
+    root: str | Path | None = None,
+    slide_id: str | None = None,
 ) -> dict[str, Any]:
     """Run `model` over the tissue of one slide as `spec` says and write its outputs atomically.
 
@@ -214,6 +216,8 @@ def infer_slide(
         spec: the model card's input spec, classes and tissue detector plus the infer settings.
         mpp_x: MPP override for slides without one.
         name: output folder name (default: the slide file stem).
+        root: the workspace: the summary records paths relative to it (file names elsewhere).
+        slide_id: the slide's registry id, recorded in the summary (None: not registered).
 
     Returns:
         The summary dict (also written as `summary.json`).
@@ -246,5 +250,11 @@ def infer_slide(
 
     info = {"mpp": spec.mpp, "patch_px": spec.patch_px, "stride_px": spec.step_px}
     return write_outputs(
-        pred, Path(out_dir), classes, model_info={**info, **spec.model_info}, name=name
+        pred,
+        Path(out_dir),
+        classes,
+        model_info={**info, **spec.model_info},
+        name=name,
+        root=root,
+        slide_id=slide_id,
     )

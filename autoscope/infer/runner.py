@@ -134,8 +134,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(job: SlideJob, out_dir: str, resume: bool = True) -> dict[str, Any]:
+def run_one(
+    job: SlideJob, out_dir: str, resume: bool = True, root: str | None = None
+) -> dict[str, Any]:
     """Run the loaded model on one slide; failures come back as a result, never raised.
+
+    `root` (the workspace) makes the summary's paths relative to it (`writers.summarise`).
 
     The slide is claimed first (`claim.claimed`): a slide another live job is running comes
     back `busy`, one that job finished meanwhile `skipped`; neither is written again.
@@ -153,7 +157,14 @@ def run_one(job: SlideJob, out_dir: str, resume: bool = True) -> dict[str, Any]:
             return {**res, "status": "skipped"}
         try:
             summary = infer_slide(
-                _WORKER["model"], job.path, out_dir, _WORKER["spec"], mpp_x=job.mpp_x, name=job.name
+                _WORKER["model"],
+                job.path,
+                out_dir,
+                _WORKER["spec"],
+                mpp_x=job.mpp_x,
+                name=job.name,
+                root=root,
+                slide_id=job.slide_id,
             )
             res.update(status="ok", tiles=summary["tiles"]["total"], areas_mm2=summary["areas_mm2"])
         except Exception as e:  # noqa: BLE001 - one bad slide is reported, the rest go on
@@ -183,16 +194,19 @@ def run_slides(
     instances: int = 1,
     resume: bool = True,
     echo: Callable[[str], None] = print,
+    root: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run every slide not done yet; `loader()` -> (model, InferSpec) in each instance.
 
     With `instances > 1` slides are shared among spawned processes (each loads the model once and
     takes the next slide when free); `loader` must then be picklable (a module-level function or
     a `functools.partial` of one). A finished slide (`summary.json`) is skipped when `resume`;
-    a slide claimed by another live job is left to it (`busy`).
+    a slide claimed by another live job is left to it (`busy`). Summaries record paths
+    relative to `root` (the workspace), never a host path.
     """
     from autoscope.infer.writers import is_done
 
+    ws = None if root is None else str(root)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     todo = []
@@ -209,7 +223,7 @@ def run_slides(
     if instances <= 1 or n <= 1:
         _init_worker(loader, None)
         for k, j in enumerate(todo, 1):
-            results.append(run_one(j, str(out_dir), resume))
+            results.append(run_one(j, str(out_dir), resume, ws))
             echo(_line(k, n, results[-1]))
         return results
     threads = max(1, (os.cpu_count() or 1) // instances)
@@ -217,7 +231,7 @@ def run_slides(
     with ProcessPoolExecutor(
         min(instances, n), mp_context=ctx, initializer=_init_worker, initargs=(loader, threads)
     ) as pool:
-        futures = [pool.submit(run_one, j, str(out_dir), resume) for j in todo]
+        futures = [pool.submit(run_one, j, str(out_dir), resume, ws) for j in todo]
         for k, fut in enumerate(as_completed(futures), 1):
             results.append(fut.result())
             echo(_line(k, n, results[-1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from autoscope.infer.raster import (
     write_png,
 )
 from autoscope.infer.regions import class_regions
+from autoscope.portable import portable_path
 
 SUMMARY = "summary.json"  # written last: its presence marks a slide as done
 FILES = {
@@ -96,8 +98,17 @@ def summarise(
     classes: Sequence[dict[str, Any]],
     model_info: dict[str, Any],
     name: str,
+    *,
+    root: str | Path | None = None,
+    slide_id: str | None = None,
 ) -> dict[str, Any]:
-    """Tile counts, class areas (mm²), mean probabilities, slide info, timings and model info."""
+    """Tile counts, class areas (mm²), mean probabilities, slide info, timings and model info.
+
+    The slide is named by `name`, its registry `slide_id` (when known) and its path relative to
+    `root` (the workspace; the file name when it lies elsewhere or no root is given); absolute
+    paths in `model_info` (the model folder) likewise: a summary holds no host path. `finished`
+    is a time stamp of the run (metadata: no version is hashed from a summary).
+    """
     side_um = min(pred.tile0_px, pred.step0_px) * pred.slide_mpp
     tile_mm2 = side_um**2 / 1e6
     top = pred.probs.argmax(1) if len(pred.probs) else np.zeros(0, np.int64)
@@ -108,16 +119,21 @@ def summarise(
     }
     n = int(len(pred.coords))
     t = pred.timings
+    model = {  # e.g. the model folder: relative to the workspace too
+        k: portable_path(v, root) if isinstance(v, str) and os.path.isabs(v) else v
+        for k, v in model_info.items()
+    }
     return {
         "slide": {
             "name": name,
-            "path": pred.slide_path,
+            "slide_id": slide_id,
+            "path": portable_path(pred.slide_path, root),
             "width_px": pred.level_dimensions[0][0],
             "height_px": pred.level_dimensions[0][1],
             "level_count": len(pred.level_dimensions),
             "mpp": pred.slide_mpp,
         },
-        "model": model_info,
+        "model": model,
         "tiles": {"total": n, "per_class": counts, "tile_area_mm2": tile_mm2},
         "areas_mm2": {k: v * tile_mm2 for k, v in counts.items()},
         "tissue_area_mm2": n * tile_mm2,
@@ -136,8 +152,13 @@ def write_outputs(
     *,
     model_info: dict[str, Any] | None = None,
     name: str | None = None,
+    root: str | Path | None = None,
+    slide_id: str | None = None,
 ) -> dict[str, Any]:
-    """Write every output of one slide into a temporary folder, then swap it into place."""
+    """Write every output of one slide into a temporary folder, then swap it into place.
+
+    Paths in the summary are relative to `root` (the workspace), see `summarise`.
+    """
     name = name or Path(pred.slide_path).stem
     final = Path(out_dir) / name
     t0 = time.perf_counter()
@@ -157,10 +178,12 @@ def write_outputs(
             slide_mpp=pred.slide_mpp,
         )
         _json(geo, tmp / FILES["geojson"])
-        summary = summarise(pred, classes, dict(model_info or {}), name)
+        summary = summarise(
+            pred, classes, dict(model_info or {}), name, root=root, slide_id=slide_id
+        )
         summary["overlay"] = overlay
         write_overview(pred, heat, classes, summary["areas_mm2"], tmp / FILES["overview"])
         summary["timings"]["write_s"] = time.perf_counter() - t0
-        summary["out_dir"] = str(final)
+        summary["out_dir"] = portable_path(final, root)
         _json(summary, tmp / SUMMARY)  # last: the folder is published with it (done marker)
     return summary

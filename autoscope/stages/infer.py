@@ -38,7 +38,14 @@ def run(cfg: Any) -> dict[str, Any]:
         f"infer: {len(mine)} slide(s){part if shards > 1 else ''}, model "
         f"{model_dir.parent.name} {model_dir.name} -> {out_dir}"
     )
-    results = runner.run_slides(mine, out_dir, loader, instances=spec.instances, resume=spec.resume)
+    results = runner.run_slides(
+        mine,
+        out_dir,
+        loader,
+        instances=spec.instances,
+        resume=spec.resume,
+        root=str(cfg.paths.workspace),
+    )
     count = {s: sum(r["status"] == s for r in results) for s in ("ok", "skipped", "busy")}
     failed = [r for r in results if r["status"] == "failed"]
     print(

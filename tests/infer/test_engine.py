@@ -36,6 +36,9 @@ def test_outputs_exist_and_open(slide_out):
     }
     assert names <= {p.name for p in folder.iterdir()}
     assert not list(folder.parent.glob(".*tmp*")), "no temporary folder left behind"
+    text = (folder / "summary.json").read_text()  # no root given: names only, no host path
+    assert summary["slide"]["path"] == "synth_000.tif" and summary["out_dir"] == "synth_000"
+    assert str(folder.parent) not in text and "/" not in json.loads(text)["slide"]["path"]
     tif = openslide.OpenSlide(str(folder / "heatmap.tif"))
     assert tif.level_count >= 2
     assert float(tif.properties["openslide.mpp-x"]) == pytest.approx(

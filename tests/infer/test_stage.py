@@ -44,10 +44,15 @@ def test_infer_resumes_and_reports_corrupt_slide(workspace, capsys):
     out_dir = ws / "outputs" / "demo" / "infer" / "tissue_classification" / "v1"
     text = capsys.readouterr().out
     assert "broken" in text and "FAILED" in text and str(out_dir) in text
-    for name in ("a", "b"):
-        summary = json.loads((out_dir / name / "summary.json").read_text())
+    for name, suffix in (("a", "tif"), ("b", "svs")):
+        text = (out_dir / name / "summary.json").read_text()
+        summary = json.loads(text)
         assert summary["model"]["version"] == 1 and summary["model"]["patch_px"] == 32
         assert summary["tiles"]["total"] > 0
+        # no host path: the slide and the folder are named relative to the workspace
+        assert str(ws) not in text and str(ws.resolve()) not in text
+        assert summary["slide"]["path"] == f"slides/{name}.{suffix}"
+        assert summary["out_dir"] == f"outputs/demo/infer/tissue_classification/v1/{name}"
     assert not (out_dir / "broken").exists()
     stamp = (out_dir / "a" / "summary.json").stat().st_mtime_ns
     with pytest.raises(UserError, match="1 of 3 slide.*2 skipped"):
@@ -64,6 +69,9 @@ def test_infer_two_instances(workspace):
     good.write_text("\n".join(ln for ln in listing.read_text().splitlines() if "broken" not in ln))
     result = run(_cfg(ws, f"infer.slides={good}", "infer.instances=2", "infer.workers=1"))
     assert result["done"] == 2 and result["failed"] == 0
+    out_dir = ws / "outputs" / "demo" / "infer" / "tissue_classification" / "v1"
+    paths = {json.loads(p.read_text())["slide"]["path"] for p in out_dir.glob("*/summary.json")}
+    assert paths == {"slides/a.tif", "slides/b.svs"}  # the instances got the workspace too
 
 
 def test_model_versions_and_errors(tmp_path):
