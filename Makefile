@@ -36,4 +36,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check autoscope tests benchmarks
 
 clean-demo:
-	rm -rf data/demo outputs/demo outputs/_state dvc.lock .dvc/cache
+	rm -rf workspaces/demo

@@ -13,8 +13,33 @@ import sys
 _OVERRIDE = re.compile(r"^[+~]{0,2}[\w./@-]+=")  # a Hydra override: key=value, +key=value, ~key
 
 # (stage, verb) -> (module:function, kind, one-line help). kind: "action" gets `run(cfg) -> dict`,
-# "view" gets `view(cfg, flags: list[str]) -> None`.
+# "view" gets `view(cfg, flags: list[str]) -> None`, "command" (no recipe) gets `fn(argv) -> int`.
 STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("init", ""): (
+        "autoscope.stages.workspace:init_command",
+        "command",
+        "make a workspace: <dir> [--remote URL] [--demo] (git + DVC, recipes/, dvc.yaml)",
+    ),
+    ("pipeline", "add"): (
+        "autoscope.stages.workspace:add_command",
+        "command",
+        "put recipes/<recipe>.yaml on the workspace's dvc.yaml pipeline",
+    ),
+    ("pipeline", "list"): (
+        "autoscope.stages.workspace:list_command",
+        "command",
+        "the recipes on the pipeline and their stages",
+    ),
+    ("pipeline", "fingerprint"): (
+        "autoscope.stages.workspace:fingerprint_command",
+        "command",
+        "write what each stage depends on (dvc.yaml's first stage)",
+    ),
+    ("demo", "generate"): (
+        "autoscope.stages.workspace:demo_data_command",
+        "command",
+        "write the embedded demo's raw slides into data/demo/raw",
+    ),
     ("project", "create"): (
         "autoscope.stages.project:create",
         "action",
@@ -57,6 +82,11 @@ STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
         "train a model; -m sweeps a grid, or an Optuna study with hpo=<space>",
     ),
     ("runs", "list"): ("autoscope.stages.runs:list_view", "view", "tracked runs [--sort val/acc]"),
+    ("runs", "export"): (
+        "autoscope.stages.runs:export_view",
+        "view",
+        "the champion's metrics.json, curves.csv, confusion matrix --out DIR",
+    ),
     ("zoo", "list"): (
         "autoscope.stages.zoo:list_view",
         "view",
@@ -187,13 +217,21 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"'{stage}' needs one of: {', '.join(sorted(verbs))}")
         verb = argv.pop(0)
     shown = (stage + " " + verb).strip()
+    target, kind, _ = STAGES[(stage, verb)]
+    from autoscope.errors import UserError
+
+    if kind == "command":
+        import importlib
+
+        mod_name, fn_name = target.split(":")
+        try:
+            return int(getattr(importlib.import_module(mod_name), fn_name)(argv) or 0)
+        except UserError as e:
+            return _fail(str(e))
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
         return _fail(f"'{shown}' needs a recipe first (see autoscope --help)")
     recipe = argv.pop(0)
-    target, kind, _ = STAGES[(stage, verb)]
     name = f"{stage}_{verb}" if verb else stage
-    from autoscope.errors import UserError
-
     if kind == "action":
         from autoscope.stages.app import run_app
 

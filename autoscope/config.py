@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = Path(__file__).resolve().parent
 CONF_DIR = PACKAGE_DIR / "conf"  # package data: the vocabulary (config groups)
 BUILTIN_RECIPES = PACKAGE_DIR / "recipes"  # package data: the recipes shipped with autoscope
-RECIPES_DIR = ROOT / "recipes"  # the source tree's own workspace recipes (the demo)
 
 
 def recipe_dirs() -> list[Path]:

@@ -1,11 +1,16 @@
-"""`make demo`: generate the demo's synthetic slides, then run the assembly line (recipes/demo).
+"""`make demo`: a workspace for the embedded demo, then its whole assembly line with `dvc repro`.
 
-The synthetic slides are generated deterministically (not committed); the real CMU-1-Small-Region
-slide comes from tests/fixtures/. One slide is written without MPP: the demo metadata CSV gives it.
+`python -m autoscope.demo [<dir>]` makes the workspace (`autoscope init <dir> --demo`, default
+`workspaces/demo`, ignored by the source tree's git) and runs `dvc repro` there. The synthetic
+slides are generated deterministically by the pipeline's `generate` stage (never committed); the
+real CMU-1-Small-Region slide is copied from tests/fixtures/. One slide is written without MPP:
+the demo metadata CSV gives it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +19,8 @@ from pathlib import Path
 N_SLIDES = 6  # enough for train/val/test splits by slide
 SLIDE_PX = (4096, 3072)  # level-0 size of each synthetic slide
 NO_MPP = "slide_005"  # written without MPP; the metadata CSV supplies it
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cmu-1-small-region.svs"
+WORKSPACE = Path("workspaces") / "demo"  # the demo's workspace, relative to where make runs
 
 
 def generate(raw: Path) -> None:
@@ -39,6 +46,10 @@ def generate(raw: Path) -> None:
         rows.append(
             f"synthetic/{name}.tif,{scanner},patient_{i // 2},{0.5 if name == NO_MPP else ''}"
         )
+    cmu = FIXTURE.name
+    if FIXTURE.is_file() and not (raw / cmu).is_file():
+        shutil.copyfile(FIXTURE, raw / f".{cmu}.tmp")
+        (raw / f".{cmu}.tmp").replace(raw / cmu)
     csv = raw / "metadata.csv"
     tmp = csv.with_suffix(".tmp")
     tmp.write_text("\n".join(rows) + "\n")
@@ -64,31 +75,36 @@ def step(*cmd: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`generate`: only the raw demo data (a dvc.yaml stage); no argument: the whole demo."""
+    """`generate`: only the raw demo data; else `[<dir>]`: the demo workspace, run end to end."""
     argv = sys.argv[1:] if argv is None else argv
-    ws = Path.cwd()
     if argv[:1] == ["generate"]:
         print("generating the demo slides (deterministic) ...", flush=True)
-        generate(ws / "data" / "demo" / "raw")
+        generate(Path.cwd() / "data" / "demo" / "raw")
         return
     t0 = time.perf_counter()
     bin_dir = Path(sys.executable).parent
-    step(str(bin_dir / "autoscope"), "project", "create", "demo")
-    step(str(bin_dir / "dvc"), "repro")
-    step(str(bin_dir / "autoscope"), "runs", "list", "demo", "--sort", "val/acc")
-    step(str(bin_dir / "autoscope"), "models", "list", "demo")
-    step(str(bin_dir / "autoscope"), "slides", "list", "demo")
-    print(f"\ndemo done in {time.perf_counter() - t0:.0f}s. Where to look:")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"  # autoscope, dvc
+    ws = Path(argv[0]) if argv else WORKSPACE
+    step("autoscope", "init", str(ws), "--demo")
+    os.chdir(ws)
+    ws = Path.cwd()
+    step("dvc", "repro")
+    step("autoscope", "runs", "list", "demo", "--sort", "val/acc")
+    step("autoscope", "models", "list", "demo")
+    step("autoscope", "slides", "list", "demo")
+    print(f"\ndemo done in {time.perf_counter() - t0:.0f}s in workspace {ws}. Where to look:")
     out = ws / "outputs" / "demo"
     for what, where in [
         ("slide registry", ws / "data/demo/slides/registry.parquet"),
         ("dataset report", ws / "data/demo/datasets/demo_tissue/report/report.md"),
-        ("sweep (best.yaml, pictures)", out / "hpo/demo-pipeline"),
+        ("sweep (best.yaml, pictures)", out / "hpo/demo-small"),
+        ("metrics, curves (dvc)", out / "pipeline/demo"),
         ("model cards", out / "models"),
         ("bento", out / "package"),
         ("heatmaps, GeoJSON, summaries", _results(out / "infer")),
     ]:
         print(f"  {what:<30} {where}")
+    print("  DVC                            dvc exp show / dvc metrics show / dvc plots show")
     print("  MLflow UI                      autoscope ui demo   (127.0.0.1)")
 
 

@@ -59,3 +59,44 @@ def ui_view(cfg: Any, flags: list[str]) -> None:
 
     args = _parse("autoscope ui", flags, add)
     serve_ui(stores_spec(cfg), str(cfg.project.name), args.port, check=args.check)
+
+
+def export_view(cfg: Any, flags: list[str]) -> None:
+    """Write the champion's metrics.json, curves.csv and confusion matrix: `--out DIR`.
+
+    The champion is the run `autoscope archive` (run=best) would keep: the sweep's choice, else
+    the best run on the recipe's dataset version. `--train-dir DIR` also records its id there.
+    """
+    from pathlib import Path
+
+    from autoscope.archive import select
+    from autoscope.archive.export import export_run
+    from autoscope.stages.archive import archive_spec
+
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", required=True, help="report folder")
+        p.add_argument("--train-dir", default=None, help="also write run.json here")
+
+    args = _parse("autoscope runs export", flags, add)
+    spec = archive_spec(cfg)
+    client = select.mlflow_client(spec.stores.mlflow_uri)
+    exp_id = select.experiment_id(client, spec.project.name)
+    run = select.pick_run(
+        client,
+        exp_id,
+        spec.run,
+        spec.metric,
+        spec.metric_mode,
+        spec.train_runs,
+        spec.project.name,
+        dataset_version=spec.dataset_version,
+        study_dir=spec.study_dir,
+    )
+    out = export_run(
+        client,
+        run,
+        Path(args.out),
+        spec.train_runs,
+        Path(args.train_dir) if args.train_dir else None,
+    )
+    print(f"runs export: run {out['run_id']}: {out['metrics']} metrics, curves -> {args.out}")
