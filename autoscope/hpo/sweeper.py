@@ -55,6 +55,10 @@ def study_spec(cfg: Any) -> StudySpec:
     )
 
 
+# stages whose `-m` is a grid even when the recipe names an hpo space (they report no metric)
+UNTUNED = ("project_create", "slides_ingest", "dataset_build", "archive", "package", "infer")
+
+
 class AutoscopeSweeper(Sweeper):
     """The sweeper of `conf/hydra/sweeper/autoscope.yaml`."""
 
@@ -77,9 +81,12 @@ class AutoscopeSweeper(Sweeper):
     # -- dispatch ---------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None
+        from omegaconf import OmegaConf
+
         hpo = self.config.get("hpo")
-        if not hpo or not hpo.get("params"):
-            return self._grid(arguments)
+        stage = str(OmegaConf.select(self.config, "hydra.job.name", default=""))
+        if not hpo or not hpo.get("params") or stage in UNTUNED:
+            return self._grid(arguments)  # a recipe's hpo tunes training, never `infer -m` shards
         return self._study(arguments)
 
     def _grid(self, arguments: list[str]) -> Any:
