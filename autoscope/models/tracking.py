@@ -28,22 +28,98 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _git(repo: str | Path, *args: str) -> str | None:
+    """The output of `git <args>` in `repo`, or None (no git, not a repository, no commit)."""
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.strip()
+
+
+def git_commit(repo: str | Path) -> str | None:
+    """The commit checked out in the git repository holding `repo`, or None."""
+    return _git(repo, "rev-parse", "HEAD") or None
+
+
 def code_version(repo: str | Path) -> str:
     """`git rev-parse HEAD`, plus `-dirty` when tracked files changed; `unknown` outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    sha = git_commit(repo)
+    if sha is None:
         return "unknown"
+    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
     return f"{sha}-dirty" if dirty else sha
+
+
+def source_tags(workspace: str | Path, entry_point: str) -> dict[str, str]:
+    """MLflow's source tags of a run: what ran it and, in a git workspace, the commit.
+
+    `mlflow.source.git.commit` is the workspace's commit (its recipes, `dvc.yaml` and the DVC
+    pointers of its data); the autoscope code's own commit is the `code_version` tag.
+    """
+    tags = {"mlflow.source.name": entry_point, "mlflow.source.type": "LOCAL"}
+    sha = git_commit(workspace) if Path(workspace).is_dir() else None
+    if sha:
+        tags["mlflow.source.git.commit"] = sha
+    return tags
+
+
+KEPT = "kept/"  # prefix of the figures of the weights a run keeps (`kept/val/acc`, `kept/step`)
+
+
+def kept_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's summary: its metrics with the kept weights' figures under their plain names.
+
+    `val/*` in MLflow are the per-epoch curves, whose latest value is the last epoch's; the
+    weights a run keeps (its best checkpoint) may be an earlier epoch's, recorded once as
+    `kept/val/*`. Read a run's `val/acc` for selection, thresholds and cards through this.
+    """
+    out = {k: float(v) for k, v in metrics.items()}
+    out.update({k[len(KEPT) :]: float(v) for k, v in metrics.items() if k.startswith(KEPT)})
+    return out
+
+
+def log_kept(logger: Any, metrics: Mapping[str, float], kept_step: int, step: int) -> None:
+    """Log a run's final figures without touching its `val/*` curves.
+
+    The validation figures of the kept weights go under `kept/val/*` at `kept_step` (the step
+    their checkpoint was taken; there the `val/*` curves already hold the same values), with
+    `kept/step`; everything else (`test/*`, timings) at `step`.
+    """
+    val = {f"{KEPT}{k}": v for k, v in metrics.items() if k.startswith("val/")}
+    log_metrics(logger, {**val, f"{KEPT}step": float(kept_step)}, step=kept_step)
+    log_metrics(logger, {k: v for k, v in metrics.items() if not k.startswith("val/")}, step)
+
+
+def log_dataset(logger: Any, manifest: Path, name: str, version: str) -> None:
+    """Record the training data as the run's MLflow dataset input (context `training`).
+
+    Args:
+        logger: the run's logger (nothing is recorded without MLflow).
+        manifest: the dataset's `manifest.parquet` (schema and row count; source: its folder).
+        name: the dataset's name.
+        version: its version (the DVC hash), the dataset's digest in MLflow.
+    """
+    client = _mlflow(logger)
+    if client is None:
+        return
+    import warnings
+
+    import mlflow.data
+    import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    df = pd.read_parquet(manifest)
+    targets = "label" if "label" in df.columns else None
+    source = str(Path(manifest).parent)
+    with warnings.catch_warnings():  # MLflow's hints on source kinds and integer columns
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_pandas(df, source=source, targets=targets, name=name, digest=version)
+    tags = [InputTag(MLFLOW_DATASET_CONTEXT, "training")]
+    client.log_inputs(logger.run_id, [DatasetInput(ds._to_mlflow_entity(), tags)])
 
 
 def csv_logger(save_dir: str | Path, run_name: str, tags: Mapping[str, str]) -> Any:

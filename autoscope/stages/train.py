@@ -56,9 +56,10 @@ def _record_job(cfg: Any, run_id: str) -> None:
 def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
     from autoscope.config import ROOT
     from autoscope.models.build import dataset_version
-    from autoscope.models.tracking import code_version
+    from autoscope.models.tracking import code_version, source_tags
 
     tags = {
+        **source_tags(str(cfg.paths.workspace), _entry_point()),
         "project": str(cfg.project.name),
         "dataset_name": str(cfg.dataset.name),
         "dataset_version": dataset_version(ddir),
@@ -68,6 +69,43 @@ def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
     }
     tags.update({str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()})
     return tags
+
+
+def _entry_point() -> str:
+    """What ran the training: `autoscope train <recipe>` in a Hydra job, else this module."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return f"autoscope train {HydraConfig.get().job.config_name}"
+    except ValueError:  # composed directly (tests, the Studio, the sweep's retrain)
+        return "autoscope.stages.train"
+
+
+def _final_evaluation(trainer: Any, module: Any, dm: Any, keep_last: bool) -> tuple:
+    """Restore the best checkpoint (unless `keep_last`), validate and test it, log nothing.
+
+    Returns:
+        (val metrics, test metrics (empty without a test split), the step of the kept weights'
+        point on the `val/*` curves: Lightning logs an epoch's validation at the step of its
+        last batch, the global step the checkpoint (or the fit) ended at minus one).
+    """
+    import torch
+
+    best = None if keep_last else trainer.checkpoint_callback.best_model_path
+    steps = trainer.global_step
+    if best:
+        saved = torch.load(best, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["state_dict"])
+        steps = int(saved.get("global_step", steps))
+    step = max(steps - 1, 0)
+    loggers, trainer.loggers = trainer.loggers, []  # the caller logs the figures, once
+    try:
+        val = trainer.validate(module, datamodule=dm, verbose=False)[0]
+        has_test = len(dm.splits["test"][1]) > 0  # a dataset without a test split still trains
+        test = trainer.test(module, datamodule=dm, verbose=False)[0] if has_test else {}
+    finally:
+        trainer.loggers = loggers
+    return val, test, step
 
 
 def refits(cfg: Any) -> bool:
@@ -151,7 +189,9 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     import lightning as L
     import torch
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
+    from autoscope.atomic import write_text
     from autoscope.config import project_spec, stores_spec, to_dict
     from autoscope.models import artifacts, build, tracking
     from autoscope.models.classifier import make_spec
@@ -185,7 +225,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         f"{cfg.model.name}-{cfg.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         + (f"-t{trial.number}" if trial is not None else "")
     )
-    logger = _logger(cfg, run_name, _tags(cfg, ddir))
+    tags = _tags(cfg, ddir)
+    logger = _logger(cfg, run_name, tags)
     run_id = tracking.run_id(logger)
     if trial is not None:  # lets the sweep nest pruned and failed trial runs under its study too
         trial.set_user_attr("run_id", run_id)
@@ -194,6 +235,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     try:
         if cfg.logger.log_params:
             tracking.log_params(logger, tracking.flatten(to_dict(cfg)))
+        dataset = (str(cfg.dataset.name), tags["dataset_version"])
+        tracking.log_dataset(logger, ddir / "manifest.parquet", *dataset)
         make_trainer = instantiate(cfg.trainer.lightning, _convert_="all")
         trainer = make_trainer(
             ckpt_dir=run_dir / "checkpoints", logger=logger, callbacks=_callbacks(cfg, trial)
@@ -201,13 +244,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         fit_s = time.perf_counter() - t0
-        best = None if refits(cfg) else trainer.checkpoint_callback.best_model_path
-        if best:
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
-        val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-        has_test = len(dm.splits["test"][1]) > 0  # a dataset without a test split still trains
-        test = trainer.test(module, datamodule=dm, verbose=False)[0] if has_test else {}
+        val, test, kept_step = _final_evaluation(trainer, module, dm, keep_last=refits(cfg))
+        has_test = bool(test)
         seen = trainer.global_step * int(cfg.trainer.batch_size)
         metrics = {**val, **test, "fit_seconds": fit_s, "train_patches_per_s": seen / fit_s}
         metrics["epochs"] = float(trainer.current_epoch)
@@ -215,6 +253,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         mpp = build.dataset_mpp(ddir, dm.patch_px, project.target_mpp)
         spec = make_spec(arch, project.classes, mpp, dm.patch_px)
         files = list(artifacts.save_model(run_dir, model, spec))
+        files.append(write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True)))
         if cfg.logger.log_pictures and has_test:
             per_class, pics = artifacts.test_report(
                 module,
@@ -226,7 +265,8 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
             )
             tracking.log_metrics(logger, per_class, step=trainer.global_step)
             files += pics
-        tracking.log_metrics(logger, metrics, step=trainer.global_step)
+        # `val/*` stay the per-epoch curves; the kept weights' figures go to `kept/val/*`
+        tracking.log_kept(logger, metrics, kept_step, step=trainer.global_step)
         tracking.log_artifacts(logger, files)
         status = "FINISHED"
     except BaseException as e:
