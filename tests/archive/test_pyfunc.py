@@ -94,3 +94,40 @@ def test_logged_model_is_code_and_state_dict_without_host_paths(mlflow_uri) -> N
     for f in files - {"artifacts/model.pt"}:
         text = (local / f).read_text(errors="replace")
         assert not [r for r in roots if r in text], f"{f} names a host path"
+
+
+def test_trained_run_archives_to_a_pyfunc_that_matches_the_engine(mlflow_uri) -> None:
+    """A real tiny training run, archived: the pyfunc gives the engine's probabilities."""
+    import sys
+
+    import mlflow
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    from tinydata import TINY_TRAIN, make_tiny_dataset
+
+    from autoscope.config import compose
+    from autoscope.infer.batching import pick_device, prepare_model, run_model
+    from autoscope.infer.models import load_model
+    from autoscope.stages import train
+
+    ws = Path(mlflow_uri.paths.workspace)
+    make_tiny_dataset(ws / "data" / "demo" / "datasets" / "tiny")
+    extra = ["++dataset.name=tiny", *TINY_TRAIN, "trainer.max_epochs=2", "trainer.max_minutes=null"]
+    trained = train.train_once(compose("demo", [f"paths.workspace={ws}", *extra], "train"))
+    out = archive.run(compose("demo", [f"paths.workspace={ws}", *extra], "archive"))
+    assert out["run_id"] == trained["run_id"]
+
+    patches = np.load(ws / "data" / "demo" / "datasets" / "tiny" / "shards" / "000.npy")[-32:]
+    got = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(patches)
+    model, card = load_model(Path(out["card"]).parent)
+    device = pick_device("cpu")
+    batches = [(patches, np.zeros((len(patches), 2)))]
+    _, want, _ = run_model(
+        prepare_model(model, device, card.input.patch_px), batches, device=device
+    )
+    np.testing.assert_allclose(got[["tumor", "stroma"]].to_numpy(), want, atol=1e-5)
+    assert (got["label"] == "tumor").sum() == 16  # the tiny test split: 16 of each, learnt
+
+    run = mlflow.MlflowClient().get_run(out["run_id"])
+    assert run.inputs.dataset_inputs[0].dataset.name == "tiny"
+    assert "config.yaml" in {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"])}
