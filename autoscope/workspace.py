@@ -177,11 +177,14 @@ def _raw_folder(root: Path, sources: list[str], recipe: str) -> str:
     """
     import os
 
+    from autoscope.portable import resolve_path
+
     inside = []
     for s in sources:
         base = s.split("*")[0].rstrip("/") or "."
         try:
-            inside.append(Path(base).resolve().relative_to(root).as_posix())
+            full = resolve_path(base, root).resolve()
+            inside.append(full.relative_to(Path(root).resolve()).as_posix())
         except ValueError:
             continue
     if not inside:

@@ -27,8 +27,8 @@ defaults:
   - _self_
 
 slides:
-  sources: ['${paths.workspace}/data/demo/raw/synthetic']
-  metadata: ${paths.workspace}/data/demo/raw/metadata.csv
+  sources: ['data/demo/raw/synthetic']
+  metadata: data/demo/raw/metadata.csv
 
 dataset:
   max_patches_per_slide: 60

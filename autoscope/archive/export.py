@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscope.atomic import write_text
+from autoscope.models.tracking import KEPT, kept_metrics
 
 CURVE_PREFIXES = ("train/", "val/", "lr")
 
@@ -24,8 +25,8 @@ def curves_csv(client: Any, run_id: str, keys: list[str]) -> str:
     kept = []
     for key in names:
         hist = client.get_metric_history(run_id, key)
-        if len(hist) < 2:
-            continue  # a final figure, not a curve
+        if not hist:
+            continue
         kept.append(key)
         for m in hist:
             rows.setdefault(int(m.step), {})[key] = float(m.value)
@@ -60,9 +61,10 @@ def export_run(
     """
     rid = run.info.run_id
     out.mkdir(parents=True, exist_ok=True)
-    metrics = dict(sorted(run.data.metrics.items()))
+    metrics = dict(sorted(kept_metrics(run.data.metrics).items()))
     write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
-    write_text(out / "curves.csv", curves_csv(client, rid, list(metrics)))
+    curves = [k for k in sorted(run.data.metrics) if not k.startswith(KEPT)]
+    write_text(out / "curves.csv", curves_csv(client, rid, curves))
     png = train_runs / rid / "confusion_matrix.png"  # drawn on the test split by the run
     if png.is_file():
         tmp = out / ".confusion_matrix.png.tmp"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscope.errors import UserError
+from autoscope.models.tracking import kept_metrics
 
 
 def mlflow_client(tracking_uri: str) -> Any:
@@ -33,7 +34,12 @@ def candidate_runs(client: Any, exp_id: str, metric: str, mode: str) -> list[Any
         [exp_id], filter_string="attributes.status = 'FINISHED'", max_results=5000
     )
     scored = [r for r in runs if metric in r.data.metrics]
-    return sorted(scored, key=lambda r: r.data.metrics[metric], reverse=(mode == "max"))
+    return sorted(scored, key=lambda r: score(r, metric), reverse=(mode == "max"))
+
+
+def score(run: Any, metric: str) -> float:
+    """A run's `metric` for its kept weights (`kept/<metric>` where logged, else `<metric>`)."""
+    return kept_metrics(run.data.metrics)[metric]
 
 
 def get_run(client: Any, exp_id: str, run_id: str) -> Any:
@@ -155,8 +161,8 @@ def pick_run(
         runs = [r for r in runs if r.data.tags.get("dataset_version") == dataset_version]
     runs = [r for r in runs if has_weights(client, r.info.run_id, train_runs)]
     if runs:
-        top = runs[0].data.metrics[metric]
-        tied = [r for r in runs if r.data.metrics[metric] == top]
+        top = score(runs[0], metric)
+        tied = [r for r in runs if score(r, metric) == top]
         run = min(tied, key=lambda r: (r.info.start_time or 0, r.info.run_id))
         scope = f"dataset version {dataset_version}" if dataset_version else "every dataset"
         say(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscope.archive.card import ModelCard
+from autoscope.models.tracking import kept_metrics
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -49,7 +50,8 @@ def run_rows(
             "start_time": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.info.start_time / 1e3)),
             "_start": r.info.start_time,
         }
-        row.update({m: r.data.metrics.get(m) for m in shown})
+        summary = kept_metrics(r.data.metrics)
+        row.update({m: summary.get(m) for m in shown})
         rows.append(row)
     if key == "start_time":
         rows.sort(key=lambda r: r["_start"], reverse=True)

@@ -19,6 +19,7 @@ from autoscope.archive import bento_store, registry, select, sources
 from autoscope.archive.card import CARD, InputSpec, ModelCard, now_iso, read_card, write_card
 from autoscope.atomic import atomic_dir
 from autoscope.errors import UserError
+from autoscope.models.tracking import kept_metrics
 from autoscope.project import ClassSpec, ProjectSpec, Stores
 
 Review = Callable[[Path, ModelCard], ModelCard]  # version folder, card -> reviewed card
@@ -89,7 +90,7 @@ def card_from_run(
             std=tuple(inp.get("std", InputSpec.std)),
         ),
         tissue={k: v for k, v in spec.tissue.items() if k != "_target_"},
-        metrics=dict(sorted(run.data.metrics.items())),
+        metrics=dict(sorted(kept_metrics(run.data.metrics).items())),
         dataset_name=tags.get("dataset_name"),
         dataset_version=tags.get("dataset_version"),
         run_id=run.info.run_id,
@@ -157,7 +158,7 @@ def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, An
         study_dir=spec.study_dir,
     )
     rid = run.info.run_id
-    select.check_thresholds(run.data.metrics, spec.minimum, spec.maximum, rid)
+    select.check_thresholds(kept_metrics(run.data.metrics), spec.minimum, spec.maximum, rid)
     name = spec.registry_name
     bento_store.use_bentoml_home(spec.stores.bentoml_home)
     version = registry.version_of_run(client, name, rid)

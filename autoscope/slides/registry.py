@@ -3,10 +3,16 @@
 Functions that locate the registry take `where`: the project's `Stores`, its data folder
 (`Stores.data`, `data/<project>`), or (`load_registry`, `resolve_slide`) the registry parquet
 file itself. The registry, thumbnails and tissue masks live in `<data>/slides/`.
+
+The parquet stores the files it names (`path`, `thumbnail`, `tissue_mask`) relative to its own
+folder when they lie inside the workspace (the git/DVC repository holding it), so a colleague's
+clone at another place reads the same registry; slides outside the workspace keep their absolute
+path. `load_registry` gives every path absolute again.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +52,31 @@ COLUMNS: list[str] = [
     "tissue_fraction",
 ]
 USABLE = "ok"  # the one status with which a slide feeds datasets and inference
+FILE_COLUMNS = ("path", "thumbnail", "tissue_mask")  # stored relative inside the workspace
+
+
+def _workspace_of(folder: Path) -> Path | None:
+    """The git/DVC repository holding `folder` (its nearest ancestor with `.dvc` or `.git`)."""
+    for d in (folder, *folder.parents):
+        if (d / ".dvc").is_dir() or (d / ".git").exists():
+            return d
+    return None
+
+
+def _stored(value: object, folder: Path, root: Path | None) -> object:
+    """What the parquet records for a file path (relative to `folder` when inside `root`)."""
+    if not isinstance(value, str) or not value or not os.path.isabs(value):
+        return value
+    inside = root is not None and Path(value).resolve().is_relative_to(root.resolve())
+    if not inside and not Path(value).resolve().is_relative_to(folder.resolve()):
+        return value
+    return Path(os.path.relpath(Path(value).resolve(), folder.resolve())).as_posix()
+
+
+def _absolute(value: object, folder: Path) -> object:
+    if not isinstance(value, str) or not value or os.path.isabs(value):
+        return value
+    return os.path.normpath(folder.resolve() / value)
 
 
 def slides_dir(where: Stores | str | Path) -> Path:
@@ -76,13 +107,22 @@ def load_registry(where: Stores | str | Path) -> pd.DataFrame:
         where: The project's `Stores`, its data folder, or the registry parquet file.
     """
     p = registry_path(where)
-    return pd.read_parquet(p) if p.is_file() else empty_registry()
+    if not p.is_file():
+        return empty_registry()
+    df = pd.read_parquet(p)
+    for c in FILE_COLUMNS:
+        if c in df.columns:
+            df[c] = [_absolute(v, p.parent) for v in df[c]]
+    return df
 
 
 def save_registry(df: pd.DataFrame, path: Path) -> None:
     """Write the registry to `path` atomically (`autoscope.atomic`), columns in contract order."""
     extra = [c for c in df.columns if c not in COLUMNS]
     df = df.reindex(columns=COLUMNS + extra)
+    folder, root = Path(path).parent, _workspace_of(Path(path).parent)
+    for c in FILE_COLUMNS:
+        df[c] = [_stored(v, folder, root) for v in df[c]]
     with atomic_file(path) as tmp:
         df.reset_index(drop=True).to_parquet(tmp, index=False)
 

@@ -36,16 +36,24 @@ def detector_from(cfg: Any) -> Any:
     return instantiate(cfg.tissue)
 
 
+def _in_workspace(path: Any, root: str) -> str:
+    """A recipe's path: a relative one is under the workspace (`paths.workspace`), not the cwd."""
+    from autoscope.portable import resolve_path
+
+    return str(resolve_path(str(path), root))
+
+
 def slides_spec(cfg: Any) -> SlidesSpec:
     """The typed `SlidesSpec` of `cfg.slides` (every default is in conf/slides/)."""
     from autoscope.config import to_dict
     from autoscope.slides.spec import SlidesSpec
 
     s = to_dict(cfg.slides)
+    root = str(cfg.paths.workspace)
     return SlidesSpec(
-        sources=tuple(str(x) for x in s.get("sources") or ()),
+        sources=tuple(_in_workspace(x, root) for x in s.get("sources") or ()),
         extensions=tuple(str(x) for x in s.get("extensions") or ()),
-        metadata=None if s.get("metadata") is None else str(s["metadata"]),
+        metadata=None if s.get("metadata") is None else _in_workspace(s["metadata"], root),
         mpp=None if s.get("mpp") is None else float(s["mpp"]),
         thumbnail_px=int(s["thumbnail_px"]),
         mask_mpp=float(s["mask_mpp"]),

@@ -173,3 +173,29 @@ def test_damaged_tiles_fail_one_slide_and_the_batch_goes_on(ws):
     rows = by_name(cfg)
     assert rows["damaged"]["status"] == "failed" and "corrupt" in rows["damaged"]["error"]
     assert rows["cmu-1-small-region"]["status"] == "ok"
+
+
+def test_registry_in_a_workspace_survives_a_move(ws):
+    """Inside a git/DVC workspace the parquet names its files relative to itself: a clone
+    elsewhere reads the same registry with paths that exist there; outside slides stay absolute."""
+    (ws / ".dvc").mkdir()
+    outside = ws.parent / f"{ws.name}-outside"
+    outside.mkdir()
+    shutil.copy(FIX / "kidney-48-5-stripped.tif", outside / "far.tif")
+    cfg = make_cfg(ws, f"slides.sources=[{ws / 'src'},{outside}]", "slides.mpp=0.5")
+    ingest(cfg)
+    reg = registry_path(stores_spec(cfg))
+    raw = pd.read_parquet(reg).set_index("name")
+    assert raw.loc["cmu-1-small-region", "path"].startswith("../")
+    assert not os.path.isabs(raw.loc["cmu-1-small-region", "thumbnail"])
+    assert raw.loc["far", "path"] == str(outside / "far.tif")
+    moved = ws.parent / f"{ws.name}-moved"
+    shutil.move(ws, moved)
+    rows = {
+        r["name"]: r
+        for r in load_registry(reg.as_posix().replace(str(ws), str(moved))).to_dict("records")
+    }
+    assert rows["cmu-1-small-region"]["path"] == str(moved / "src" / "cmu-1-small-region.svs")
+    assert Path(rows["cmu-1-small-region"]["thumbnail"]).is_file()
+    assert Path(rows["cmu-1-small-region"]["tissue_mask"]).is_file()
+    assert rows["far"]["path"] == str(outside / "far.tif")
