@@ -68,7 +68,12 @@ def error_message(e: BaseException) -> str:
     return "\n".join(lines) if lines else type(e).__name__
 
 
-def compose(recipe: str, overrides: list[str] | None = None, stage: str | None = None):
+def compose(
+    recipe: str,
+    overrides: list[str] | None = None,
+    stage: str | None = None,
+    dvc_params: bool = True,
+):
     """Compose a recipe plus Hydra overrides into a resolved DictConfig (Hydra's compose API).
 
     For views, tests and the Studio; actions run as a real Hydra app (`autoscope.stages.app`).
@@ -77,6 +82,8 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
         recipe: recipe name (workspace `recipes/`, then built-ins) or a path to a recipe YAML.
         overrides: Hydra override strings (`key=value`, `group=choice`, `+new=1`, `~key`).
         stage: unused (kept for callers of the older signature).
+        dvc_params: take the blocks DVC's Hydra mode wrote to `params.yaml` for this recipe
+            (`autoscope.dvc_hydra`); False: the recipe as it is.
 
     Raises:
         UserError: unknown recipe, config group choice or key, a malformed override or a value
@@ -91,11 +98,21 @@ def compose(recipe: str, overrides: list[str] | None = None, stage: str | None =
     register_resolvers()
     path = recipe_path(recipe)
     ov = [*(overrides or []), searchpath_override()]
+    blocks: dict = {}
+    if dvc_params:
+        from autoscope.dvc_hydra import blocks_from_params
+
+        blocks = blocks_from_params(path, list(overrides or []))
     try:
         check_value_types(path, list(overrides or []))
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(config_name=path.stem, overrides=ov)
         OmegaConf.resolve(cfg)
+        if blocks:
+            from autoscope.dvc_hydra import apply_blocks
+
+            apply_blocks(cfg, blocks, list(overrides or []))
+            OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise UserError(f"recipe '{recipe}': {error_message(e)}") from None
     return cfg

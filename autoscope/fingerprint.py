@@ -85,9 +85,11 @@ def compose_with_choices(recipe: str, workspace: Path) -> tuple[Any, dict[str, A
     from omegaconf import open_dict
 
     from autoscope.config import recipe_path, register_resolvers, searchpath_override
+    from autoscope.dvc_hydra import apply_blocks, blocks_from_params
 
     register_resolvers()
     path = recipe_path(str(workspace / "recipes" / f"{recipe}.yaml"))
+    blocks = blocks_from_params(path, [], workspace)  # DVC's Hydra mode (`dvc exp run -S k=v`)
     with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
         cfg = hydra_compose(
             config_name=path.stem,
@@ -101,6 +103,7 @@ def compose_with_choices(recipe: str, workspace: Path) -> tuple[Any, dict[str, A
     with open_dict(cfg):
         del cfg["hydra"]
     OmegaConf.resolve(cfg)
+    apply_blocks(cfg, blocks, [])
     return cfg, choices
 
 

@@ -93,7 +93,9 @@ def init(root: Path, remote: str | None = None, demo: bool = False) -> list[str]
     if not (root / ".dvc").is_dir():
         _run([_dvc(), "init", "-q"], root)
         _run([_dvc(), "config", "core.autostage", "true"], root)
-        done.append("DVC repository (autostage on)")
+        _run([_dvc(), "config", "hydra.enabled", "true"], root)  # dvc exp run -S 'model=x'
+        _run([_dvc(), "config", "hydra.config_dir", "recipes"], root)
+        done.append("DVC repository (autostage on, Hydra composition of recipes/)")
     for name, text in ((".gitignore", GITIGNORE), (".dvcignore", DVCIGNORE)):
         if not (root / name).is_file() or "autoscope" not in (root / name).read_text():
             old = (root / name).read_text() if (root / name).is_file() else ""
@@ -217,7 +219,7 @@ def entry(root: Path, recipe: str) -> dict[str, Any]:
         "train": (
             f"autoscope train {recipe} -m hpo.storage=sqlite:///{sweep_dir}/study.db"
             if study
-            else f"autoscope train {recipe}"
+            else f"autoscope train {recipe} hydra.run.dir={out}/train/pipeline/{recipe}"
         ),
         "train_dir": sweep_dir if study else f"{out}/train/pipeline/{recipe}",
         "report": f"{out}/pipeline/{recipe}",
@@ -248,6 +250,11 @@ def add(root: Path, recipe: str) -> dict[str, Any]:
             )
     recipes[recipe] = e
     write_text(root / PIPELINE, _pipeline_text(recipes))
+    from autoscope.dvc_hydra import hydra_settings
+
+    hydra = hydra_settings(root)
+    if hydra is not None and "config_name" not in hydra:  # `dvc exp run -S k=v` composes it
+        _run([_dvc(), "config", "hydra.config_name", recipe], root)
     return e
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from autoscope.slides.registry import load_registry
 from autoscope.slides.synth import make_synthetic_slide
 
 BIN = Path(sys.executable).parent
@@ -141,11 +142,40 @@ def test_exp_run_set_param_and_exp_show(ws: Path) -> None:
     sh("git", "checkout", "--", "recipes/tiny.yaml", cwd=ws)
 
 
+def test_dvc_hydra_mode_sets_a_group_choice(ws: Path) -> None:
+    """`dvc exp run -S 'model=small_cnn'`: DVC composes the recipe with our conf/ into
+    params.yaml (the hydra_plugins search path), and the train stage trains that model."""
+    import mlflow
+
+    assert sh("dvc", "config", "hydra.config_name", cwd=ws).strip() == "tiny"
+    try:
+        out = sh(
+            "dvc", "exp", "run", "-n", "small-cnn", "-S", "model=small_cnn", "train@tiny", cwd=ws
+        )  # fmt: skip
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        assert params["model"]["name"] == "small_cnn" and params["trainer"]["max_epochs"] == 1
+        lines = [ln for ln in out.splitlines() if ln.startswith("DVC Hydra mode")]
+        # model, and trainer whose data.mean/std follow ${model.mean}; never the dataset's blocks
+        assert lines and all(ln.endswith("sets model, trainer of recipe tiny") for ln in lines)
+        assert "Running stage 'train@tiny'" in out and "Running stage 'dataset@" not in out
+        record = ws / "outputs" / "demo" / "train" / "pipeline" / "tiny" / "run.json"
+        run_id = json.loads(record.read_text())["run_id"]
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{ws}/outputs/_state/mlflow.db")
+        assert client.get_run(run_id).data.params["model.name"] == "small_cnn"
+    finally:
+        (ws / "params.yaml").unlink(missing_ok=True)
+        sh("git", "checkout", "--", "dvc.lock", cwd=ws)
+
+
 def test_push_pull_and_a_rebuild_elsewhere_give_the_same_version(ws: Path, tmp_path: Path) -> None:
     sh("dvc", "push", cwd=ws)
     clone = tmp_path / "colleague"
     sh("git", "clone", "-q", str(ws), str(clone), cwd=tmp_path)
-    sh("dvc", "pull", "data/demo/raw", "dataset@demo-demo_tissue", cwd=clone)
+    sh("dvc", "pull", "data/demo/raw", "ingest@demo", "dataset@demo-demo_tissue", cwd=clone)
+    # the pulled registry names the clone's own slides (stored relative inside the workspace)
+    reg = load_registry(clone / "data" / "demo" / "slides" / "registry.parquet")
+    assert len(reg) == 4
+    assert all(Path(p).is_file() and Path(p).is_relative_to(clone) for p in reg["path"])
     name = "data/demo/datasets/demo_tissue"
     assert (clone / name / "manifest.parquet").read_bytes() == (
         ws / name / "manifest.parquet"

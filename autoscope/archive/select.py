@@ -98,14 +98,19 @@ def has_weights(client: Any, run_id: str, train_runs: Path) -> bool:
 
 
 def sweep_choice(study_dir: Path) -> tuple[str | None, str]:
-    """The run a finished sweep chose (`study.json`): its retrained winner, else its best trial.
+    """The run a finished sweep chose (`study.json`): its retrained winner, else its best trial;
+    in a single run's job folder (`run.json`, the pipeline's train output), that run.
 
     Returns:
-        (run id or None when the sweep left no choice, what it is: `final` or `best trial #N`).
+        (run id or None when the folder names no run, what it is: `final`, `best trial #N`...).
     """
     import json
 
     path = study_dir / "study.json"
+    single = study_dir / "run.json"
+    if not path.is_file() and single.is_file():
+        rid = json.loads(single.read_text()).get("run_id")
+        return (str(rid) if rid else None), "the training run"
     if not path.is_file():
         return None, "no study.json"
     data = json.loads(path.read_text())
@@ -154,7 +159,10 @@ def pick_run(
                 )
             if not has_weights(client, chosen, train_runs):
                 raise UserError(f"run=best: the sweep's run {chosen} left no model.pt")
-            say(f"champion: {what} of sweep {study_dir.name}, run {chosen} (its study.json)")
+            sweep = (study_dir / "study.json").is_file()
+            where = f"sweep {study_dir.name}" if sweep else study_dir.name
+            src = "study.json" if sweep else "run.json"
+            say(f"champion: {what} of {where}, run {chosen} (its {src})")
             return run
     runs = candidate_runs(client, exp_id, metric, mode)
     if dataset_version:

@@ -42,9 +42,10 @@ class StageTask:
     A plain class (not a closure) so that the joblib and submitit launchers can pickle it.
     """
 
-    def __init__(self, target: str, name: str) -> None:
+    def __init__(self, target: str, name: str, dvc_blocks: dict | None = None) -> None:
         self.target = target
         self.name = name
+        self.dvc_blocks = dvc_blocks or {}  # blocks of DVC's Hydra-mode params.yaml (dvc_hydra)
 
     def __call__(self, cfg: Any) -> Any:
         import multiprocessing as mp
@@ -54,6 +55,12 @@ class StageTask:
             mp.set_start_method(None, force=True)  # our own process pools need a stdlib method
         mod_name, fn_name = self.target.split(":")
         fn = getattr(importlib.import_module(mod_name), fn_name)
+        if self.dvc_blocks:
+            from hydra.core.hydra_config import HydraConfig
+
+            from autoscope.dvc_hydra import apply_blocks
+
+            apply_blocks(cfg, self.dvc_blocks, list(HydraConfig.get().overrides.task))
         t0 = time.perf_counter()
         try:
             result = fn(cfg)
@@ -105,10 +112,15 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
         else:  # the user's own --config-dir comes first, conf/ still after it
             extra.append(_searchpath())
         ns.overrides = [*user_overrides, *extra]
+        blocks = {}
+        if not (ns.help or ns.hydra_help or ns.cfg or ns.info):
+            from autoscope.dvc_hydra import blocks_from_params
+
+            blocks = blocks_from_params(path, user_overrides)
         _run_hydra(
             args=ns,
             args_parser=parser,
-            task_function=StageTask(target, name),
+            task_function=StageTask(target, name, blocks),
             config_path=str(path.parent),
             config_name=path.stem,
         )

@@ -53,7 +53,13 @@ def _dataset_version(cfg: Any) -> str | None:
 
 
 def _study_dir(cfg: Any) -> Path | None:
-    """The sweep folder of the recipe's study (`hpo.study_name`), when the recipe names one."""
+    """The folder naming the champion: `archive.choice_dir` (the pipeline's train output), else
+    the sweep folder of the recipe's study (`hpo.study_name`), when the recipe names one."""
+    chosen = cfg.archive.get("choice_dir")
+    if chosen:
+        from autoscope.portable import resolve_path
+
+        return resolve_path(str(chosen), str(cfg.paths.workspace))
     name = (cfg.get("hpo") or {}).get("study_name")
     return Path(cfg.paths.outputs) / "hpo" / str(name) if name else None
 

@@ -40,6 +40,12 @@ def _record_job(cfg: Any, run_id: str) -> None:
     except ValueError:  # composed directly (tests, the Studio): no Hydra job
         return
     hydra_dir = job_dir / ".hydra"
+    if job_dir.is_dir():  # the job's run: `archive.choice_dir=<job dir>` archives exactly it
+        import json
+
+        from autoscope.atomic import write_text
+
+        write_text(job_dir / "run.json", json.dumps({"run_id": run_id}) + "\n")
     run_dir = stores_spec(cfg).outputs / "train" / "runs" / run_id
     if not hydra_dir.is_dir() or not run_dir.is_dir():
         return

@@ -1,0 +1,157 @@
+"""DVC's Hydra integration in a workspace: `dvc exp run -S 'model=resnet18'` reaches the stages.
+
+With `hydra.enabled` in `.dvc/config` (`autoscope init` sets it: `config_dir = recipes`,
+`config_name` = the workspace's first recipe), `dvc exp run -S '<override>'` composes that recipe
+with AutoSCOPE's `conf/` (the `hydra_plugins.autoscope_conf` search-path plugin) and writes the
+resolved config to `params.yaml`; DVC leaves it to the stages to read. `apply` is that reading:
+each top-level block of `params.yaml` that differs from the recipe composed as it is replaces the
+block (a whole block, so a group choice such as `model=resnet18` brings its own keys, none of
+tiny_cnn's), then the command line's own overrides are applied again on top (a sweep's trial
+values, `trainer.max_epochs=3`); a block whose group the command line chooses stays the command
+line's. `paths` and `hydra` always stay this process's.
+
+`params.yaml` is taken only while it is newer than the recipe file: a recipe edited after the
+experiment wins, with a line saying so. Every use prints one line naming the blocks it set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+PARAMS = "params.yaml"  # DVC's Hydra output file (ParamsDependency.DEFAULT_PARAMS_FILE)
+KEEP = ("paths", "hydra")  # blocks always composed here (host paths, the job's own settings)
+
+
+def hydra_settings(workspace: Path) -> dict[str, Any] | None:
+    """The `[hydra]` section of the workspace's DVC config when it is enabled, else None."""
+    files = [workspace / ".dvc" / "config", workspace / ".dvc" / "config.local"]
+    if not files[0].is_file():
+        return None
+    from configobj import ConfigObj
+
+    section: dict[str, Any] = {}
+    for f in files:
+        if f.is_file():
+            section.update(dict(ConfigObj(str(f)).get("hydra", {})))
+    if str(section.get("enabled", "false")).lower() not in ("true", "1", "yes"):
+        return None
+    return section
+
+
+def params_for(workspace: Path, recipe_file: Path) -> tuple[dict[str, Any], Path] | None:
+    """DVC's composed `params.yaml` for `recipe_file`, when the workspace's Hydra mode names it.
+
+    Returns None when Hydra mode is off, names another recipe or folder, or `params.yaml` is
+    missing; prints a line and returns None when the recipe changed after `params.yaml`.
+    """
+    settings = hydra_settings(workspace)
+    if settings is None:
+        return None
+    params = workspace / PARAMS
+    config_dir = (workspace / str(settings.get("config_dir", "conf"))).resolve()
+    if (
+        not params.is_file()
+        or recipe_file.resolve().parent != config_dir
+        or recipe_file.stem != str(settings.get("config_name", "config"))
+    ):
+        return None
+    if recipe_file.stat().st_mtime > params.stat().st_mtime:
+        print(
+            f"DVC Hydra mode: {recipe_file.name} changed after {PARAMS}: the recipe as it is "
+            f"(`dvc exp run -S ...` writes {PARAMS} again)",
+            flush=True,
+        )
+        return None
+    import yaml
+
+    data = yaml.safe_load(params.read_text()) or {}
+    if not isinstance(data, dict):
+        return None
+    return data, params
+
+
+def _rebase(value: Any, old: str, new: str) -> Any:
+    """`value` with the workspace prefix of the composing machine swapped for this one's."""
+    if isinstance(value, dict):
+        return {k: _rebase(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebase(v, old, new) for v in value]
+    if isinstance(value, str) and old and (value == old or value.startswith(old + os.sep)):
+        return new + value[len(old) :]
+    return value
+
+
+def chosen_groups(overrides: list[str]) -> set[str]:
+    """Top-level groups the command line chooses (`model=resnet18`, `+trainer=gpu`)."""
+    out = set()
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if "=" in o and "." not in key and "/" not in key:
+            out.add(key)
+    return out
+
+
+def blocks_to_set(
+    params: dict[str, Any], plain: dict[str, Any], workspace: str, overrides: list[str]
+) -> dict[str, Any]:
+    """The blocks of `params` that differ from the recipe composed as it is (`plain`)."""
+    old = str((params.get("paths") or {}).get("workspace") or "")
+    skip = chosen_groups(overrides)
+    out = {}
+    for key, value in params.items():
+        if key in KEEP or key in skip:
+            continue
+        value = _rebase(value, old, workspace)
+        if plain.get(key) != value:
+            out[key] = value
+    return out
+
+
+def blocks_from_params(
+    recipe_file: Path, overrides: list[str], workspace: Path | None = None
+) -> dict[str, Any]:
+    """The blocks DVC's `params.yaml` sets for a job of `recipe_file` in the cwd's workspace.
+
+    Empty unless the workspace's Hydra mode names this recipe (see the module); composes the
+    recipe as it is once to compare, and prints one line naming the blocks.
+    """
+    workspace = (workspace or Path.cwd()).resolve()
+    found = params_for(workspace, recipe_file)
+    if found is None:
+        return {}
+    params, path = found
+    from omegaconf import OmegaConf
+
+    from autoscope.config import compose
+
+    over = [f"paths.workspace={workspace}"]
+    plain = OmegaConf.to_container(compose(str(recipe_file), over, dvc_params=False), resolve=True)
+    blocks = blocks_to_set(params, plain, str(workspace), overrides)
+    if blocks:
+        print(
+            f"DVC Hydra mode: {path.name} (dvc exp run -S) sets {', '.join(sorted(blocks))} "
+            f"of recipe {recipe_file.stem}",
+            flush=True,
+        )
+    return blocks
+
+
+def apply_blocks(cfg: Any, blocks: dict[str, Any], overrides: list[str]) -> None:
+    """Set `cfg`'s `blocks` (in place), then the job's own `overrides` of those blocks again."""
+    if not blocks:
+        return
+    from omegaconf import OmegaConf, open_dict
+
+    with open_dict(cfg):
+        for key, value in blocks.items():
+            cfg[key] = OmegaConf.create(value)
+    again = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".")[0] in blocks]
+    if again:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(again)
+        with open_dict(cfg):
+            ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
