@@ -153,5 +153,6 @@ def apply_blocks(cfg: Any, blocks: dict[str, Any], overrides: list[str]) -> None
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         parsed = OverridesParser.create().parse_overrides(again)
+        parsed = [o for o in parsed if not o.is_sweep_override()]  # the sweeper's, not values
         with open_dict(cfg):
             ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)

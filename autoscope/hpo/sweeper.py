@@ -73,6 +73,11 @@ class AutoscopeSweeper(Sweeper):
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        blocks = getattr(task_function, "dvc_blocks", None)  # DVC's Hydra mode: `-S hpo.x=..`
+        if blocks:
+            from autoscope.dvc_hydra import apply_blocks
+
+            apply_blocks(config, blocks, list(config.hydra.overrides.task))
         self.started = time.monotonic()  # a budget counts from here (set-up included)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
