@@ -37,3 +37,4 @@ lint: $(STAMP)
 
 clean-demo:
 	rm -rf workspaces/demo
+	for l in data/demo outputs/demo/infer; do if [ -L $$l ]; then rm $$l; fi; done

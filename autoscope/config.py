@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
 
@@ -100,22 +100,93 @@ def compose(
     ov = [*(overrides or []), searchpath_override()]
     blocks: dict = {}
     if dvc_params:
-        from autoscope.dvc_hydra import blocks_from_params
-
-        blocks = blocks_from_params(path, list(overrides or []))
+        blocks = dvc_blocks(path, list(overrides or []))
     try:
         check_value_types(path, list(overrides or []))
         with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
             cfg = hydra_compose(config_name=path.stem, overrides=ov)
         OmegaConf.resolve(cfg)
         if blocks:
-            from autoscope.dvc_hydra import apply_blocks
-
             apply_blocks(cfg, blocks, list(overrides or []))
             OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise UserError(f"recipe '{recipe}': {error_message(e)}") from None
     return cfg
+
+
+def dvc_blocks(
+    recipe_file: Path, overrides: list[str], workspace: Path | None = None
+) -> dict[str, Any]:
+    """The blocks DVC's Hydra-mode `params.yaml` sets for a job of `recipe_file` (`dvc_hydra`).
+
+    Empty unless the workspace's (default: the cwd) Hydra mode names this recipe; composes the
+    recipe as it is once to compare, and prints one line naming the blocks it sets.
+    """
+    from autoscope import dvc_hydra
+
+    workspace = (workspace or Path.cwd()).resolve()
+    found = dvc_hydra.params_for(workspace, recipe_file)
+    if found is None:
+        return {}
+    params, path = found
+    from omegaconf import OmegaConf
+
+    plain = compose(str(recipe_file), [f"paths.workspace={workspace}"], dvc_params=False)
+    data = OmegaConf.to_container(plain, resolve=True)
+    blocks = dvc_hydra.blocks_to_set(params, data, str(workspace), overrides)
+    if blocks:
+        print(
+            f"DVC Hydra mode: {path.name} (dvc exp run -S) sets {', '.join(sorted(blocks))} "
+            f"of recipe {recipe_file.stem}",
+            flush=True,
+        )
+    return blocks
+
+
+def apply_blocks(cfg: Any, blocks: dict[str, Any], overrides: list[str]) -> None:
+    """Set `cfg`'s `blocks` (in place), then the job's own value `overrides` of them again."""
+    if not blocks:
+        return
+    from omegaconf import OmegaConf, open_dict
+
+    with open_dict(cfg):
+        for key, value in blocks.items():
+            cfg[key] = OmegaConf.create(value)
+    again = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".")[0] in blocks]
+    if again:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(again)
+        parsed = [o for o in parsed if not o.is_sweep_override()]  # the sweeper's, not values
+        with open_dict(cfg):
+            ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+
+
+def compose_with_choices(recipe_file: Path, workspace: Path) -> tuple[dict, dict[str, Any]]:
+    """A workspace recipe composed in `workspace` (resolved, DVC's Hydra-mode blocks set, as
+    plain data) and the config group choices it made (`hydra.runtime.choices`)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    register_resolvers()
+    path = recipe_path(str(recipe_file))
+    blocks = dvc_blocks(path, [], workspace)
+    with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
+        cfg = hydra_compose(
+            config_name=path.stem,
+            overrides=[f"paths.workspace={workspace}", searchpath_override()],
+            return_hydra_config=True,
+        )
+        HydraConfig.instance().set_config(cfg)
+        choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    OmegaConf.resolve(cfg)
+    apply_blocks(cfg, blocks, [])
+    return OmegaConf.to_container(cfg, resolve=True), choices
 
 
 def check_value_types(path: Path, overrides: list[str]) -> None:

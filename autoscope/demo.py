@@ -66,6 +66,33 @@ def _results(infer_dir: Path) -> Path:
     return found[-1] if found else infer_dir
 
 
+LINKED = ("data/demo", "outputs/demo/infer")  # the source tree's view of the demo
+
+
+def link_source_tree(source: Path, ws: Path) -> list[str]:
+    """Point the source tree's `data/demo` and `outputs/demo/infer` at the demo workspace.
+
+    So `autoscope train demo ...` typed in the autoscope checkout trains on the demo's slides and
+    datasets, and the demo's results are where they were before workspaces. Runs started there
+    keep their own stores (`outputs/_state`, `outputs/demo/...` stay real folders), so they never
+    write into the workspace's DVC outputs. A real folder of a linked name is left as it is.
+    """
+    notes = []
+    for rel in LINKED:
+        link, target = source / rel, ws / rel
+        if not target.exists():
+            continue
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            notes.append(f"{rel} left as it is (a real folder, not the demo workspace's)")
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+        notes.append(f"{rel} -> {os.path.relpath(target, source)}")
+    return notes
+
+
 def step(*cmd: str) -> None:
     """Run one command of the demo, stopping the demo if it fails."""
     print(f"\n$ {' '.join(cmd)}", flush=True)
@@ -85,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     bin_dir = Path(sys.executable).parent
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"  # autoscope, dvc
     ws = Path(argv[0]) if argv else WORKSPACE
+    source = Path.cwd() if (Path.cwd() / "autoscope" / "demo.py").is_file() else None
     step("autoscope", "init", str(ws), "--demo")
     os.chdir(ws)
     ws = Path.cwd()
@@ -92,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     step("autoscope", "runs", "list", "demo", "--sort", "val/acc")
     step("autoscope", "models", "list", "demo")
     step("autoscope", "slides", "list", "demo")
+    if source is not None and not argv:
+        print("\nthe source tree's view of the demo (autoscope <stage> demo works from there):")
+        for note in link_source_tree(source, ws):
+            print(f"  {note}")
     print(f"\ndemo done in {time.perf_counter() - t0:.0f}s in workspace {ws}. Where to look:")
     out = ws / "outputs" / "demo"
     for what, where in [

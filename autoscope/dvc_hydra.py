@@ -8,7 +8,8 @@ each top-level block of `params.yaml` that differs from the recipe composed as i
 block (a whole block, so a group choice such as `model=resnet18` brings its own keys, none of
 tiny_cnn's), then the command line's own overrides are applied again on top (a sweep's trial
 values, `trainer.max_epochs=3`); a block whose group the command line chooses stays the command
-line's. `paths` and `hydra` always stay this process's.
+line's. `paths` and `hydra` always stay this process's. This module works on plain data;
+`autoscope.config.dvc_blocks` / `apply_blocks` compose and set them.
 
 `params.yaml` is taken only while it is newer than the recipe file: a recipe edited after the
 experiment wins, with a line saying so. Every use prints one line naming the blocks it set.
@@ -107,52 +108,3 @@ def blocks_to_set(
         if plain.get(key) != value:
             out[key] = value
     return out
-
-
-def blocks_from_params(
-    recipe_file: Path, overrides: list[str], workspace: Path | None = None
-) -> dict[str, Any]:
-    """The blocks DVC's `params.yaml` sets for a job of `recipe_file` in the cwd's workspace.
-
-    Empty unless the workspace's Hydra mode names this recipe (see the module); composes the
-    recipe as it is once to compare, and prints one line naming the blocks.
-    """
-    workspace = (workspace or Path.cwd()).resolve()
-    found = params_for(workspace, recipe_file)
-    if found is None:
-        return {}
-    params, path = found
-    from omegaconf import OmegaConf
-
-    from autoscope.config import compose
-
-    over = [f"paths.workspace={workspace}"]
-    plain = OmegaConf.to_container(compose(str(recipe_file), over, dvc_params=False), resolve=True)
-    blocks = blocks_to_set(params, plain, str(workspace), overrides)
-    if blocks:
-        print(
-            f"DVC Hydra mode: {path.name} (dvc exp run -S) sets {', '.join(sorted(blocks))} "
-            f"of recipe {recipe_file.stem}",
-            flush=True,
-        )
-    return blocks
-
-
-def apply_blocks(cfg: Any, blocks: dict[str, Any], overrides: list[str]) -> None:
-    """Set `cfg`'s `blocks` (in place), then the job's own `overrides` of those blocks again."""
-    if not blocks:
-        return
-    from omegaconf import OmegaConf, open_dict
-
-    with open_dict(cfg):
-        for key, value in blocks.items():
-            cfg[key] = OmegaConf.create(value)
-    again = [o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".")[0] in blocks]
-    if again:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        parsed = OverridesParser.create().parse_overrides(again)
-        parsed = [o for o in parsed if not o.is_sweep_override()]  # the sweeper's, not values
-        with open_dict(cfg):
-            ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,16 @@ def code_hash(parts: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
-def stage_prints(cfg: Any, choices: dict[str, Any], workspace: Path) -> dict[str, dict]:
-    """The fingerprint of every stage of one composed recipe (paths relative to the workspace)."""
-    from omegaconf import OmegaConf
+def stage_prints(data: dict, choices: dict[str, Any], workspace: Path) -> dict[str, dict]:
+    """The fingerprint of every stage of one composed recipe (paths relative to the workspace).
 
+    Args:
+        data: the recipe composed and resolved, as plain data.
+        choices: its config group choices (`model: tiny_cnn` ...).
+        workspace: the workspace root (its prefix is written as `${paths.workspace}`).
+    """
     from autoscope import __version__
 
-    data = OmegaConf.to_container(cfg, resolve=True)
     ws = str(workspace.resolve())
     out = {}
     for stage, keys in READS.items():
@@ -77,43 +81,22 @@ def stage_prints(cfg: Any, choices: dict[str, Any], workspace: Path) -> dict[str
     return out
 
 
-def compose_with_choices(recipe: str, workspace: Path) -> tuple[Any, dict[str, Any]]:
-    """The recipe composed in `workspace`, and the config group choices it made."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+def write_all(
+    workspace: Path, recipes: list[str], compose: Callable[[Path, Path], tuple[dict, dict]]
+) -> list[str]:
+    """Write the fingerprints of `recipes`; return the files that changed.
 
-    from autoscope.config import recipe_path, register_resolvers, searchpath_override
-    from autoscope.dvc_hydra import apply_blocks, blocks_from_params
-
-    register_resolvers()
-    path = recipe_path(str(workspace / "recipes" / f"{recipe}.yaml"))
-    blocks = blocks_from_params(path, [], workspace)  # DVC's Hydra mode (`dvc exp run -S k=v`)
-    with initialize_config_dir(config_dir=str(path.parent), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name=path.stem,
-            overrides=[f"paths.workspace={workspace}", searchpath_override()],
-            return_hydra_config=True,
-        )
-        HydraConfig.instance().set_config(cfg)
-        choices = dict(cfg.hydra.runtime.choices)
-    from omegaconf import OmegaConf
-
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.resolve(cfg)
-    apply_blocks(cfg, blocks, [])
-    return cfg, choices
-
-
-def write_all(workspace: Path, recipes: list[str]) -> list[str]:
-    """Write the fingerprints of `recipes`; return the files that changed."""
+    Args:
+        workspace: the workspace root.
+        recipes: names of `recipes/<name>.yaml` on the pipeline.
+        compose: (recipe file, workspace) -> (composed data, group choices), i.e.
+            `autoscope.config.compose_with_choices`.
+    """
     changed = []
     root = workspace / ".autoscope" / "fingerprint"
     for recipe in recipes:
-        cfg, choices = compose_with_choices(recipe, workspace)
-        for stage, fp in stage_prints(cfg, choices, workspace).items():
+        data, choices = compose(workspace / "recipes" / f"{recipe}.yaml", workspace)
+        for stage, fp in stage_prints(data, choices, workspace).items():
             path = root / recipe / f"{stage}.json"
             text = json.dumps(fp, indent=1, sort_keys=True) + "\n"
             if not path.is_file() or path.read_text() != text:

@@ -189,3 +189,20 @@ def test_push_pull_and_a_rebuild_elsewhere_give_the_same_version(ws: Path, tmp_p
     out_b = lock_b["dataset@demo-demo_tissue"]["outs"][0]["md5"]
     assert out_a == out_b
     shutil.rmtree(clone)
+
+
+def test_the_source_tree_links_to_the_demo_workspace(tmp_path: Path) -> None:
+    from autoscope.demo import link_source_tree
+
+    source, ws = tmp_path / "src", tmp_path / "src" / "workspaces" / "demo"
+    for rel in ("data/demo/slides", "outputs/demo/infer", "outputs/_state"):
+        (ws / rel).mkdir(parents=True)
+    (source / "data" / "demo").mkdir(parents=True)  # a real folder stays
+    notes = link_source_tree(source, ws)
+    linked = source / "outputs" / "demo" / "infer"
+    assert linked.resolve() == (ws / "outputs" / "demo" / "infer").resolve()
+    assert not (source / "outputs" / "demo").is_symlink()  # runs started here write here
+    assert not (source / "outputs" / "_state").exists()
+    assert not (source / "data" / "demo").is_symlink() and any("left as it is" in n for n in notes)
+    assert link_source_tree(source, ws)  # again: the link is renewed, not nested
+    assert not (ws / "outputs" / "demo" / "infer" / "infer").exists()

@@ -75,7 +75,7 @@ class AutoscopeSweeper(Sweeper):
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
         blocks = getattr(task_function, "dvc_blocks", None)  # DVC's Hydra mode: `-S hpo.x=..`
         if blocks:
-            from autoscope.dvc_hydra import apply_blocks
+            from autoscope.config import apply_blocks
 
             apply_blocks(config, blocks, list(config.hydra.overrides.task))
         self.started = time.monotonic()  # a budget counts from here (set-up included)

@@ -58,7 +58,7 @@ class StageTask:
         if self.dvc_blocks:
             from hydra.core.hydra_config import HydraConfig
 
-            from autoscope.dvc_hydra import apply_blocks
+            from autoscope.config import apply_blocks
 
             apply_blocks(cfg, self.dvc_blocks, list(HydraConfig.get().overrides.task))
         t0 = time.perf_counter()
@@ -114,9 +114,9 @@ def run_app(name: str, target: str, recipe: str, args: list[str], prog: str) -> 
         ns.overrides = [*user_overrides, *extra]
         blocks = {}
         if not (ns.help or ns.hydra_help or ns.cfg or ns.info):
-            from autoscope.dvc_hydra import blocks_from_params
+            from autoscope.config import dvc_blocks
 
-            blocks = blocks_from_params(path, user_overrides)
+            blocks = dvc_blocks(path, user_overrides)
         _run_hydra(
             args=ns,
             args_parser=parser,

@@ -78,11 +78,12 @@ def list_command(argv: list[str]) -> int:
 def fingerprint_command(argv: list[str]) -> int:
     """`autoscope pipeline fingerprint`: what each stage of each recipe depends on."""
     from autoscope import workspace
+    from autoscope.config import compose_with_choices
     from autoscope.fingerprint import write_all
 
     root = Path.cwd()
     recipes = sorted(workspace.read_pipeline(root))
-    changed = write_all(root, recipes)
+    changed = write_all(root, recipes, compose_with_choices)
     print(f"fingerprint: {len(recipes)} recipe(s), {len(changed)} stage file(s) changed")
     for c in changed:
         print(f"  {c}")
