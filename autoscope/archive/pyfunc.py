@@ -75,21 +75,13 @@ def patches(value: Any, patch_px: int) -> np.ndarray:
     Raises:
         ValueError: not an array of that shape, or values outside 0-255.
     """
+    from autoscope.infer.batching import uint8_patches
+
     if isinstance(value, pd.DataFrame):  # a single tensor input given as a frame of arrays
         value = [np.asarray(v) for v in value.iloc[:, 0]]
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"patches are not an array: {e}") from None
-    if arr.dtype != np.uint8:
-        if arr.dtype.kind not in "iu" or arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise ValueError(f"patches must be uint8 pixels 0-255, got dtype {arr.dtype}")
-        arr = arr.astype(np.uint8)
-    if arr.ndim == 3:  # one patch
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[1:] != (patch_px, patch_px, 3):
-        raise ValueError(f"patches must have shape [N, {patch_px}, {patch_px}, 3], got {arr.shape}")
-    return arr
+    if isinstance(value, np.ndarray | list) and np.ndim(value) == 3:  # one patch
+        value = np.asarray(value)[None]
+    return uint8_patches(value, patch_px)
 
 
 def predict_frame(model: Any, card: ModelCard, arr: np.ndarray, device: Any) -> pd.DataFrame:

@@ -135,14 +135,11 @@ def fill_version(
     return card
 
 
-def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, Any]:
-    """Archive `spec.run` (default: the best run): card, MLflow registry, BentoML store.
-
-    Returns:
-        model, version, run_id, alias, the metric, bentoml_tag, card path, new (bool).
+def chosen_run(spec: ArchiveSpec) -> tuple[Any, Any]:
+    """The project's MLflow client and the run `spec.run` names (`best`: the recipe's champion).
 
     Raises:
-        UserError: no experiment or run, thresholds missed, weights unreadable, stores disagree.
+        UserError: no experiment, an unknown id, no champion (see `select.pick_run`).
     """
     client = select.mlflow_client(spec.stores.mlflow_uri)
     exp_id = select.experiment_id(client, spec.project.name)
@@ -157,6 +154,19 @@ def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, An
         dataset_version=spec.dataset_version,
         study_dir=spec.study_dir,
     )
+    return client, run
+
+
+def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, Any]:
+    """Archive `spec.run` (default: the best run): card, MLflow registry, BentoML store.
+
+    Returns:
+        model, version, run_id, alias, the metric, bentoml_tag, card path, new (bool).
+
+    Raises:
+        UserError: no experiment or run, thresholds missed, weights unreadable, stores disagree.
+    """
+    client, run = chosen_run(spec)
     rid = run.info.run_id
     select.check_thresholds(kept_metrics(run.data.metrics), spec.minimum, spec.maximum, rid)
     name = spec.registry_name

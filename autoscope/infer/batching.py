@@ -9,6 +9,25 @@ from typing import Any
 import numpy as np
 
 
+def uint8_patches(value: Any, patch_px: int) -> np.ndarray:
+    """A batch of patches as uint8 `[N, patch_px, patch_px, 3]` (0-255 integers are cast).
+
+    Raises:
+        ValueError: not an array of that shape, or values outside 0-255.
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"patches are not an array: {e}") from None
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind not in "iu" or arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"patches must be uint8 pixels 0-255, got dtype {arr.dtype}")
+        arr = arr.astype(np.uint8)
+    if arr.ndim != 4 or arr.shape[1:] != (patch_px, patch_px, 3):
+        raise ValueError(f"patches must have shape [N, {patch_px}, {patch_px}, 3], got {arr.shape}")
+    return arr
+
+
 def pick_device(device: str = "auto") -> Any:
     """`auto` -> cuda if available, else mps, else cpu; any other value is used as given."""
     import torch

@@ -48,17 +48,9 @@ SPECS = {
 
 def _patches(value: Any) -> np.ndarray:
     """Check one request's patches: uint8 `[N, patch_px, patch_px, 3]`, 1 <= N <= max batch."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"patches are not an array: {e}") from None
-    if arr.dtype != np.uint8:
-        if arr.dtype.kind not in "iu" or arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise ValueError(f"patches must be uint8 pixels 0-255, got dtype {arr.dtype}")
-        arr = arr.astype(np.uint8)
-    want = (PATCH_PX, PATCH_PX, 3)
-    if arr.ndim != 4 or arr.shape[1:] != want:
-        raise ValueError(f"patches must have shape [N, {PATCH_PX}, {PATCH_PX}, 3], got {arr.shape}")
+    from autoscope.infer.batching import uint8_patches
+
+    arr = uint8_patches(value, PATCH_PX)
     if not 1 <= arr.shape[0] <= SETTINGS.max_batch_size:
         raise ValueError(f"send 1 to {SETTINGS.max_batch_size} patches per request")
     return arr

@@ -69,8 +69,8 @@ def export_view(cfg: Any, flags: list[str]) -> None:
     """
     from pathlib import Path
 
-    from autoscope.archive import select
     from autoscope.archive.export import export_run
+    from autoscope.archive.version import chosen_run
     from autoscope.stages.archive import archive_spec
 
     def add(p: argparse.ArgumentParser) -> None:
@@ -79,19 +79,7 @@ def export_view(cfg: Any, flags: list[str]) -> None:
 
     args = _parse("autoscope runs export", flags, add)
     spec = archive_spec(cfg)
-    client = select.mlflow_client(spec.stores.mlflow_uri)
-    exp_id = select.experiment_id(client, spec.project.name)
-    run = select.pick_run(
-        client,
-        exp_id,
-        spec.run,
-        spec.metric,
-        spec.metric_mode,
-        spec.train_runs,
-        spec.project.name,
-        dataset_version=spec.dataset_version,
-        study_dir=spec.study_dir,
-    )
+    client, run = chosen_run(spec)
     out = export_run(
         client,
         run,
