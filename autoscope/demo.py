@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(ws)
     ws = Path.cwd()
     step("dvc", "repro")
+    from autoscope.workspace import commit
+
+    if commit(ws, "demo: dvc repro"):  # the lock, metrics and plots: `dvc exp show`'s baseline
+        print("\n$ git commit -m 'demo: dvc repro'  (the workspace's baseline)", flush=True)
     step("autoscope", "runs", "list", "demo", "--sort", "val/acc")
     step("autoscope", "models", "list", "demo")
     step("autoscope", "slides", "list", "demo")

@@ -17,7 +17,7 @@ experiment wins, with a line saying so. Every use prints one line naming the blo
 
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +79,8 @@ def _rebase(value: Any, old: str, new: str) -> Any:
         return {k: _rebase(v, old, new) for k, v in value.items()}
     if isinstance(value, list):
         return [_rebase(v, old, new) for v in value]
-    if isinstance(value, str) and old and (value == old or value.startswith(old + os.sep)):
-        return new + value[len(old) :]
+    if isinstance(value, str) and old and old in value:  # a path, or inside a URI (sqlite:///...)
+        return re.sub(re.escape(old) + r"(?=/|$)", lambda _: new, value)
     return value
 
 

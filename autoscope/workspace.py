@@ -43,7 +43,7 @@ GITIGNORE = """\
 __pycache__/
 """
 DVCIGNORE = """\
-# local stores and Hydra job folders are not data
+# autoscope workspace: local stores and Hydra job folders are not data
 outputs/_state
 outputs/*/*/jobs
 outputs/*/*/multirun
@@ -134,11 +134,23 @@ def _commit(root: Path, message: str) -> bool:
         _run(["git", "rev-parse", "--verify", "-q", "HEAD"], root)
         return False
     except UserError:
-        pass
+        return commit(root, message)
+
+
+def commit(root: Path, message: str) -> bool:
+    """Commit everything of the workspace git does not ignore; False when nothing changed.
+
+    A machine without a git identity commits as `autoscope <autoscope@localhost>`.
+    """
+    _run(["git", "add", "-A"], root)
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root, capture_output=True)
+    head = ["git", "rev-parse", "--verify", "-q", "HEAD"]
+    has_head = subprocess.run(head, cwd=root, capture_output=True)
+    if staged.returncode == 0 and has_head.returncode == 0:
+        return False
     who = []
     if not subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True).stdout:
         who = ["-c", "user.name=autoscope", "-c", "user.email=autoscope@localhost"]
-    _run(["git", "add", "-A"], root)
     _run(["git", *who, "commit", "-q", "-m", message], root)
     return True
 

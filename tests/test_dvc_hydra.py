@@ -66,3 +66,18 @@ def test_a_recipe_edited_after_params_wins(ws: Path, capsys) -> None:
 def test_hydra_mode_off_ignores_params(ws: Path) -> None:
     (ws / ".dvc" / "config").write_text(HYDRA.replace("true", "false"))
     assert compose("r").model.name == "tiny_cnn"
+
+
+def test_params_composed_in_another_folder_are_rebased(ws: Path, monkeypatch, capsys) -> None:
+    """A queued experiment runs in a copy of the workspace (`.dvc/tmp/exps/...`): the composing
+    workspace's paths, in URIs too (`sqlite:///<ws>/...`), become the copy's."""
+    import shutil
+
+    copy = ws.parent / "exp-copy"
+    shutil.copytree(ws, copy)  # mtimes kept: params.yaml is still newer than the recipe
+    monkeypatch.chdir(copy)
+    cfg = compose("r")
+    assert cfg.model.name == "small_cnn"
+    assert str(copy.resolve()) in str(cfg.logger.tracking_uri)
+    assert str(ws.resolve()) + "/" not in str(cfg.logger.tracking_uri)
+    assert "sets model, trainer of recipe r" in capsys.readouterr().out  # not logger, not paths
