@@ -1,4 +1,11 @@
-"""Slide ingestion: files -> registry rows, idempotent, atomic, going on past bad slides."""
+"""Slide ingestion: files -> registry rows, idempotent, atomic, going on past bad slides.
+
+Concurrent ingests into one project (different folders, or the same one twice) lose no row:
+every save of the registry is a locked read-merge-write (`autoscope.locks.store_lock`): the
+registry is read again under the lock, this run's rows are upserted by `slide_id`, and only the
+rows this run decided to drop are removed. Saves happen every `checkpoint_slides` slides or
+`checkpoint_s` seconds, so a killed run loses seconds of work; a rerun skips registered slides.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,14 @@ from typing import Any
 
 import pandas as pd
 
+from autoscope.atomic import sweep_stale
+from autoscope.locks import in_stores, store_lock
 from autoscope.project import Stores
 from autoscope.slides.inspect import SlideProblem, content_hash, read_slide_facts
 from autoscope.slides.overview import write_overview
 from autoscope.slides.registry import load_registry, registry_path, save_registry, slides_dir
 from autoscope.slides.sources import MPP_COLUMNS, discover, metadata_for, read_metadata
 from autoscope.slides.spec import SlidesSpec
-
-CHECKPOINT_EVERY = 25  # slides between atomic registry checkpoints on long runs
 
 
 def _path_id(path: Path, prefix: str) -> str:
@@ -61,7 +68,9 @@ class Ingest:
         self.sc, self.detector = spec, detector
         self.out = slides_dir(where)
         self.path = registry_path(where)
+        self.lock = in_stores(where) if isinstance(where, Stores) else {}
         self.old = load_registry(self.path)
+        self.known = set(self.old["slide_id"].astype(str))  # rows this run may decide to drop
         self.meta = read_metadata(self.sc.metadata)
         self.rows: dict[str, dict] = {}
         self.actions: Counter[str] = Counter()
@@ -182,12 +191,30 @@ class Ingest:
                 self._record(self._fail(p, _path_id(p, "m"), "missing", reason, meta), "missing")
 
     def registry(self) -> pd.DataFrame:
-        """New registry: this run's rows plus earlier rows this run did not touch."""
+        """New registry: this run's rows plus the rows of `self.old` this run did not touch.
+
+        Rows of the same path as one of this run's are replaced; rows that were registered when
+        this run started and whose file is gone are dropped. Rows other runs added meanwhile
+        are kept as they are.
+        """
         paths = {r["path"] for r in self.rows.values()}
         keep = self.old[~self.old["slide_id"].isin(self.rows) & ~self.old["path"].isin(paths)]
-        keep = keep[[Path(str(p)).exists() for p in keep["path"]]] if len(keep) else keep
+        if len(keep):
+            gone = [
+                str(sid) in self.known and not Path(str(p)).exists()
+                for sid, p in zip(keep["slide_id"], keep["path"], strict=True)
+            ]
+            keep = keep[[not g for g in gone]]
         new = pd.DataFrame(list(self.rows.values()))
         return pd.concat([keep, new], ignore_index=True) if len(keep) else new
+
+    def save(self) -> pd.DataFrame:
+        """Merge this run's rows into the registry as it is now, under the registry's lock."""
+        with store_lock(self.path, f"the slide registry {self.path}", **self.lock):
+            self.old = load_registry(self.path)
+            df = self.registry()
+            save_registry(df, self.path)
+        return df
 
     def run(self) -> dict:
         """Ingest every discovered file, then write the registry atomically."""
@@ -197,15 +224,19 @@ class Ingest:
             for k in self.meta.get("_key", [])
             if "/" in str(k) and Path(k).is_file() and Path(k) not in files
         ]
+        for sub in ("thumbnails", "masks"):
+            sweep_stale(self.out / sub)
+        sweep_stale(self.out)
         print(f"ingesting {len(files)} file(s) into {self.path}", flush=True)
-        t0 = time.perf_counter()
+        t0 = saved = time.perf_counter()
         for i, f in enumerate(files, 1):
             self.one(f)
-            if i % CHECKPOINT_EVERY == 0:
-                save_registry(self.registry(), self.path)
+            every, now = int(self.sc.checkpoint_slides), time.perf_counter()
+            if (every > 0 and i % every == 0) or now - saved >= float(self.sc.checkpoint_s):
+                self.save()
+                saved = time.perf_counter()
         self.missing_from_metadata()
-        df = self.registry()
-        save_registry(df, self.path)
+        df = self.save()
         dt = time.perf_counter() - t0
         status = Counter(df["status"]) if len(df) else Counter()
         print(

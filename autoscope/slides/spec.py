@@ -20,6 +20,8 @@ class SlidesSpec:
         thumbnail_px: Longest side of the stored thumbnail.
         mask_mpp: Resolution of the stored low-resolution tissue mask.
         hash_bytes: The content hash reads the first and last N bytes plus the size.
+        checkpoint_slides: The registry is saved after this many slides...
+        checkpoint_s: ...or this many seconds since the last save, whichever comes first.
     """
 
     sources: tuple[str, ...]
@@ -29,3 +31,5 @@ class SlidesSpec:
     thumbnail_px: int
     mask_mpp: float
     hash_bytes: int
+    checkpoint_slides: int
+    checkpoint_s: float

@@ -58,6 +58,8 @@ def slides_spec(cfg: Any) -> SlidesSpec:
         thumbnail_px=int(s["thumbnail_px"]),
         mask_mpp=float(s["mask_mpp"]),
         hash_bytes=int(s["hash_bytes"]),
+        checkpoint_slides=int(s["checkpoint_slides"]),
+        checkpoint_s=float(s["checkpoint_s"]),
     )
 
 
@@ -119,6 +121,19 @@ def list_view(cfg: Any, flags: list[str]) -> None:
     print(f"{len(df)} slide(s)")
 
 
+def _shown(value: Any) -> Any:
+    """A registry value as shown: JSON lists (level dimensions...) decoded, other text as it is.
+
+    A slide name or path may start with `[` too (`[2019] case 1`): only valid JSON is decoded.
+    """
+    if isinstance(value, str) and value.startswith(("[", "{")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def show_view(cfg: Any, flags: list[str]) -> None:
     """Print one slide: path, properties, thumbnail and mask, tissue fraction, datasets using it."""
     from autoscope.config import stores_spec
@@ -130,8 +145,6 @@ def show_view(cfg: Any, flags: list[str]) -> None:
     stores = stores_spec(cfg)
     row = resolve_slide(stores, flags[0])
     for k, v in row.items():
-        if isinstance(v, str) and v.startswith("["):
-            v = json.loads(v)
-        print(f"{k:>18}: {v}")
+        print(f"{k:>18}: {_shown(v)}")
     used = datasets_using_slide(stores, row["slide_id"])
     print(f"{'datasets':>18}: {', '.join(used) if used else 'none'}")

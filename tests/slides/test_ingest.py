@@ -199,3 +199,20 @@ def test_registry_in_a_workspace_survives_a_move(ws):
     assert Path(rows["cmu-1-small-region"]["thumbnail"]).is_file()
     assert Path(rows["cmu-1-small-region"]["tissue_mask"]).is_file()
     assert rows["far"]["path"] == str(outside / "far.tif")
+
+
+def test_show_a_slide_whose_name_looks_like_json(ws, capsys):
+    from autoscope.stages.slides import show_view
+
+    src = ws / "src"
+    shutil.move(src / "cmu-1-small-region.svs", src / "[2019] case 1.svs")
+    cfg = make_cfg(ws)
+    ingest(cfg)
+    capsys.readouterr()
+    assert resolve_slide(stores_spec(cfg), "[2019] case 1")["status"] == "ok"
+    assert (
+        resolve_slide(stores_spec(cfg), str(src / "[2019] case 1.svs"))["name"] == "[2019] case 1"
+    )
+    show_view(cfg, ["[2019] case 1"])
+    out = capsys.readouterr().out
+    assert "name: [2019] case 1" in out and "level_dimensions: [[2220, 2967]" in out
