@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+TIFF_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif")
 
 
 class SlideProblem(Exception):
@@ -19,6 +22,8 @@ def content_hash(path: Path, hash_bytes: int) -> str:
     Raises:
         SlideProblem: the file cannot be read.
     """
+    if path.is_dir() and path.suffix.lower() == ".zarr":
+        return _folder_hash(path, hash_bytes)
     try:
         size = path.stat().st_size
         h = hashlib.sha256(str(size).encode())
@@ -30,16 +35,62 @@ def content_hash(path: Path, hash_bytes: int) -> str:
     except IsADirectoryError:
         raise SlideProblem("cannot read: is a directory, not a slide file") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SlideProblem(
+                f"cannot read: a symbolic link loop ({path.name} -> {os.readlink(path)})"
+            ) from None
+        if e.errno == errno.ENOENT and path.is_symlink():
+            raise SlideProblem(
+                f"cannot read: a broken symbolic link (-> {os.readlink(path)})"
+            ) from None
         raise SlideProblem(f"cannot read file: {e.strerror or e}") from None
     return h.hexdigest()[:16]
 
 
+def _folder_hash(path: Path, hash_bytes: int) -> str:
+    """Content key of a slide folder (OME-Zarr): its file names and sizes plus metadata bytes."""
+    h = hashlib.sha256()
+    try:
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = f.relative_to(path).as_posix()
+            h.update(f"{rel}:{f.stat().st_size};".encode())
+            if f.name in (".zattrs", ".zgroup", ".zarray", "zarr.json"):
+                h.update(f.read_bytes()[:hash_bytes])
+    except OSError as e:
+        raise SlideProblem(f"cannot read folder: {e.strerror or e}") from None
+    return h.hexdigest()[:16]
+
+
+def _truncated(tif: Any, path: Path) -> str | None:
+    """Why a TIFF looks cut short (its tiles or pages lie past the end), or None."""
+    size = path.stat().st_size
+    if len(tif.pages) == 0:
+        return f"corrupt: truncated or damaged — no readable TIFF page in {size} bytes"
+    end = 0
+    for page in tif.pages:
+        offsets, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
+        if len(offsets):
+            end = max(end, max(o + c for o, c in zip(offsets, counts, strict=False)))
+    if end > size:
+        return (
+            f"corrupt: truncated — the file has {size} bytes but its image data runs to {end} "
+            "(an incomplete copy or download?)"
+        )
+    return None
+
+
 def _why_unsupported(path: Path) -> str:
     """Explain why OpenSlide refused a file, using tifffile for TIFF-family files."""
-    try:
-        import tifffile
+    import logging
 
+    import tifffile
+
+    quiet = logging.getLogger("tifffile")
+    level, quiet.level = quiet.level, logging.CRITICAL  # its "invalid offset" lines: ours is one
+    try:
         with tifffile.TiffFile(path) as tif:
+            if why := _truncated(tif, path):
+                return why
             page = tif.pages[0]
             if not page.is_tiled:
                 return (
@@ -50,11 +101,53 @@ def _why_unsupported(path: Path) -> str:
             codec = page.compression.name
             return f"unsupported: a tiled TIFF OpenSlide does not recognise (compression {codec})"
     except Exception as e:  # noqa: BLE001 - any parse failure means the file is damaged
-        if path.suffix.lower() in (".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif"):
+        if path.suffix.lower() in TIFF_SUFFIXES:
             return (
                 f"corrupt: not a valid {path.suffix.lower()} file ({str(e).splitlines()[0][:80]})"
             )
         return "unsupported: not a format OpenSlide can open"
+    finally:
+        quiet.level = level
+
+
+def open_other(path: Path, fmt: str, mpp_x: float | None = None) -> Any:
+    """A reader of a slide OpenSlide does not open: OME-Zarr/OME-TIFF (zarr, tifffile), DICOM.
+
+    Raises:
+        SlideProblem: the library cannot read it either (the message says why).
+    """
+    if fmt == "ome-zarr":
+        from autoscope.slides.ome import open_ome_zarr
+
+        return open_ome_zarr(path, mpp_x)
+    if fmt == "ome-tiff":
+        from autoscope.slides.ome import open_ome_tiff
+
+        return open_ome_tiff(path, mpp_x)
+    from autoscope.slides.dicom import open_dicom
+
+    return open_dicom(path, mpp_x)
+
+
+def other_format(path: Path) -> str | None:
+    """The format `open_other` reads for a path OpenSlide refused (None: none of them)."""
+    if path.is_dir() and path.suffix.lower() == ".zarr":
+        return "ome-zarr"
+    if path.suffix.lower() == ".dcm":
+        return "dicom"
+    from autoscope.slides.ome import is_ome_tiff
+
+    return "ome-tiff" if is_ome_tiff(path) else None
+
+
+def _other_facts(path: Path, fmt: str) -> dict[str, Any]:
+    from autoscope.slides.ome import facts
+
+    reader = open_other(path, fmt)
+    try:
+        return facts(reader, path, fmt)
+    finally:
+        reader.close()
 
 
 def _float(v: Any) -> float | None:
@@ -73,12 +166,25 @@ def read_slide_facts(path: Path) -> dict[str, Any]:
     """
     import openslide
 
+    if path.is_dir() and path.suffix.lower() == ".zarr":
+        return _other_facts(path, "ome-zarr")
     try:
         vendor = openslide.OpenSlide.detect_format(str(path))
         slide = openslide.OpenSlide(str(path))
     except openslide.OpenSlideUnsupportedFormatError:
+        if path.suffix.lower() == ".dcm":
+            return _other_facts(path, "dicom")
+        from autoscope.slides.ome import is_ome_tiff
+
+        if is_ome_tiff(path):
+            return _other_facts(path, "ome-tiff")
         raise SlideProblem(_why_unsupported(path)) from None
     except openslide.OpenSlideError as e:
+        if path.suffix.lower() == ".dcm":
+            return _other_facts(path, "dicom")
+        why = _why_unsupported(path) if path.suffix.lower() in TIFF_SUFFIXES else ""
+        if why.startswith("corrupt: truncated"):
+            raise SlideProblem(why) from None
         raise SlideProblem(f"corrupt: OpenSlide failed to read it ({e})") from None
     try:
         props = dict(slide.properties)

@@ -294,5 +294,28 @@ class TileReader:
 
 
 def open_reader(path: str | Path, mpp_x: float | None = None, **kwargs: Any) -> TileReader:
-    """Open a slide for reading (see :class:`TileReader` for the keyword options)."""
-    return TileReader(path, mpp_x, **kwargs)
+    """Open a slide for reading (see :class:`TileReader` for the keyword options).
+
+    OpenSlide first; an OME-Zarr folder, or an OME-TIFF or DICOM file OpenSlide refuses, is read
+    through zarr, tifffile or wsidicom (:mod:`autoscope.slides.ome`, :mod:`autoscope.slides.dicom`)
+    with the same API.
+
+    Raises:
+        UserError: no backend can open it (the message names the file and why).
+    """
+    from autoscope.slides.inspect import SlideProblem, open_other, other_format
+
+    p = Path(path)
+    if p.is_dir() and p.suffix.lower() == ".zarr":
+        fmt: str | None = "ome-zarr"
+    else:
+        try:
+            return TileReader(path, mpp_x, **kwargs)
+        except UserError:
+            fmt = other_format(p) if p.is_file() else None
+            if fmt is None:
+                raise
+    try:
+        return open_other(p, fmt, mpp_x)
+    except SlideProblem as e:
+        raise UserError(f"{path}: {e}") from None

@@ -1,8 +1,16 @@
-"""Finding slide files from folders, globs and files, and reading the metadata CSV."""
+"""Finding slide files from folders, globs and files, and reading the metadata CSV.
+
+A folder is searched recursively (symbolic links to folders are followed once: a link loop is
+skipped with one line); an OME-Zarr folder (`*.zarr`) is one slide, not searched inside; the
+`.dcm` files of one DICOM series are one slide (OpenSlide and wsidicom open a series from any
+of its files). A source that yields no slide file says so in one line.
+"""
 
 from __future__ import annotations
 
 import glob
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -10,32 +18,146 @@ import pandas as pd
 from autoscope.errors import UserError
 
 MPP_COLUMNS = ("mpp", "mpp_x", "mpp_y")
+ZARR_SUFFIX = ".zarr"  # an OME-Zarr folder (`x.ome.zarr`, `x.zarr`) is one slide
 
 
-def discover(sources: list[str], extensions: list[str]) -> list[Path]:
+def _is_slide(p: Path, exts: set[str]) -> bool:
+    return p.suffix.lower() in exts or (p.suffix.lower() == ZARR_SUFFIX and p.is_dir())
+
+
+def _walk(root: Path, exts: set[str], say: Callable[[str], None]) -> list[Path]:
+    """Slide files under a folder; symbolic-link loops are skipped, each with one line."""
+    found: list[Path] = []
+    seen = {os.path.realpath(root)}
+
+    def onerror(err: OSError) -> None:
+        say(f"slides.sources: skipped {err.filename}: {err.strerror or err}")
+
+    for top, dirs, files in os.walk(root, followlinks=True, onerror=onerror):
+        keep = []
+        for d in sorted(dirs):
+            p = Path(top) / d
+            if p.suffix.lower() == ZARR_SUFFIX:  # one slide: do not search inside
+                found.append(p)
+                continue
+            if _is_slide(p, exts):  # a folder named like a slide: recorded as such
+                found.append(p)
+            real = os.path.realpath(p)
+            if real in seen:
+                say(f"slides.sources: skipped {p}: a symbolic link loop (back to {real})")
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirs[:] = keep
+        found += [Path(top) / f for f in sorted(files) if Path(f).suffix.lower() in exts]
+    return found
+
+
+def _resolved(p: Path) -> Path | None:
+    """The absolute path with links resolved; None for a symbolic link loop."""
+    try:
+        return p.resolve(strict=p.is_symlink() and not p.exists())
+    except FileNotFoundError:  # a broken link: ingest records it ("cannot read")
+        return p.absolute()
+    except (RuntimeError, OSError):  # "Symlink loop" (Python < 3.13) or ELOOP
+        return None
+
+
+def _series_key(p: Path) -> str:
+    """One key per DICOM series: its folder and SeriesInstanceUID (the file itself otherwise)."""
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        return f"{p.parent}::{ds.SeriesInstanceUID}"
+    except Exception:  # noqa: BLE001 - not readable as DICOM: ingest says why, file by file
+        return str(p)
+
+
+def _one_per_series(files: list[Path]) -> list[Path]:
+    """Keep the first `.dcm` file of each DICOM series (the others are its levels)."""
+    out, series = [], set()
+    for f in files:
+        if f.suffix.lower() == ".dcm" and f.is_file():
+            key = _series_key(f)
+            if key in series:
+                continue
+            series.add(key)
+        out.append(f)
+    return out
+
+
+def discover(
+    sources: list[str], extensions: list[str], say: Callable[[str], None] | None = None
+) -> list[Path]:
     """Slide files named by `sources` (folders, searched recursively; globs; files), unique.
 
+    Args:
+        sources: Folders, globs or slide files.
+        extensions: Suffixes a folder or glob contributes (OME-Zarr folders always count).
+        say: Where the one-line notes go (skipped link loops, sources matching nothing);
+            default: printed.
+
     Raises:
-        UserError: a source matches nothing on disk.
+        UserError: a source does not exist on disk.
     """
+    say = say or (lambda line: print(line, flush=True))
     exts = {e.lower() for e in extensions}
     found: list[Path] = []
     for src in sources:
         p = Path(str(src)).expanduser()
         if p.is_dir():
-            found += [f for f in sorted(p.rglob("*")) if f.suffix.lower() in exts]
+            got = _walk(p, exts, say)
+            what = "folder"
         elif p.exists():
-            found.append(p)
+            got, what = [p], "file"
+        elif p.is_symlink():
+            raise UserError(f"slides.sources: '{src}' is a broken symbolic link or a link loop")
         elif any(ch in str(src) for ch in "*?["):
-            found += [Path(f) for f in sorted(glob.glob(str(p), recursive=True))]
+            got = [Path(f) for f in sorted(glob.glob(str(p), recursive=True))]
+            what = "glob"
         else:
             raise UserError(
                 f"slides.sources: '{src}' does not exist (a folder, a glob or a slide file)"
             )
+        if not got:
+            say(
+                f"slides.sources: {what} '{src}' matches no slide file "
+                f"(extensions {', '.join(sorted(exts))}, or an OME-Zarr folder)"
+            )
+        found += got
     seen: dict[str, Path] = {}
     for f in found:
-        seen.setdefault(str(f.resolve()), f.resolve())
-    return list(seen.values())
+        r = _resolved(f)
+        if r is None:
+            say(f"slides.sources: skipped {f}: a symbolic link loop ({f.name} -> {os.readlink(f)})")
+            continue
+        seen.setdefault(str(r), r)
+    return _one_per_series(list(seen.values()))
+
+
+def _mpp_problem(v: object) -> bool:
+    """Whether a metadata MPP cell is given but is not a positive number."""
+    if v is None or (isinstance(v, float) and pd.isna(v)) or str(v).strip() == "":
+        return False
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    return not f > 0
+
+
+def _check_mpp(df: pd.DataFrame, csv: str, key: str) -> None:
+    """Refuse an MPP cell that is not a positive number, naming the row, column and value."""
+    for col in MPP_COLUMNS:
+        if col not in df.columns:
+            continue
+        for i, v in df[col].items():
+            if _mpp_problem(v):
+                raise UserError(
+                    f"slides.metadata: '{csv}' line {int(i) + 2} ({key} '{df.at[i, key]}'), "  # type: ignore[call-overload]
+                    f"column {col}: {str(v)!r} is not a positive number of um/px"
+                )
 
 
 def read_metadata(csv: str | None) -> pd.DataFrame:
@@ -44,7 +166,8 @@ def read_metadata(csv: str | None) -> pd.DataFrame:
     Returns a frame with `_key` (resolved path or slide name) and the user's columns.
 
     Raises:
-        UserError: the file is missing, unreadable or has neither key column.
+        UserError: the file is missing, unreadable, has neither key column, or an MPP cell
+            (`mpp`, `mpp_x`, `mpp_y`) that is not a positive number (line, column and value named).
     """
     if not csv:
         return pd.DataFrame(columns=["_key", "_by"])
@@ -58,10 +181,12 @@ def read_metadata(csv: str | None) -> pd.DataFrame:
             f"slides.metadata: cannot read '{csv}' as CSV ({str(e).splitlines()[0]})"
         ) from None
     if "path" in df.columns:
+        _check_mpp(df, str(csv), "path")
         df["_key"] = [str((p.parent / str(v)).resolve()) for v in df["path"]]
         df["_by"] = "path"
         df = df.drop(columns=["path"])
     elif "slide" in df.columns:
+        _check_mpp(df, str(csv), "slide")
         df["_key"] = df["slide"].astype(str)
         df["_by"] = "slide"
         df = df.drop(columns=["slide"])

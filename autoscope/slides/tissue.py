@@ -10,6 +10,7 @@ about a millisecond. ``slide_mask`` reads that image from a pyramid level of the
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -19,6 +20,8 @@ import numpy as np
 
 from autoscope.errors import UserError
 from autoscope.slides.units import MPP_TOLERANCE
+
+log = logging.getLogger(__name__)
 
 _WEAK, _STRONG, _PEN, _DARK = 1, 2, 4, 8  # colour-table flags
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
@@ -188,7 +191,10 @@ def slide_mask(
         want = 32.0 if mpp is None else mask_mpp / mpp  # level-0 px per mask px
         downs = [float(d) for d in slide.level_downsamples]
         near = 1 + MPP_TOLERANCE  # a level within the MPP tolerance counts as the wanted one
-        level = max((i for i, d in enumerate(downs) if d <= want * near), key=downs.__getitem__)
+        # a slide coarser than the wanted mask (e.g. 29 um/px for a 16 um/px mask) is masked at
+        # its own resolution: level 0, not reduced
+        fine = [i for i, d in enumerate(downs) if d <= want * near]
+        level = max(fine, key=downs.__getitem__, default=0)
         factor = max(1, math.floor(want / downs[level] * near))
         img = _read_level(slide, level)
         h, w = img.shape[0] // factor, img.shape[1] // factor
@@ -198,7 +204,14 @@ def slide_mask(
             crop = np.ascontiguousarray(img[: h * factor, : w * factor])
             img = np.asarray(Image.fromarray(crop).reduce(factor))
         actual = None if mpp is None else mpp * downs[level] * factor
-        return detector.mask(img), actual
+        mask = detector.mask(img)
+        if not mask.any():
+            log.warning(
+                "%s: no tissue detected (tissue fraction 0.0): a blank, fluorescence (dark "
+                "background) or unstained slide? check its thumbnail and the tissue settings",
+                getattr(slide, "path", None) or "slide",
+            )
+        return mask, actual
     finally:
         if opened is not None:
             opened.close()
