@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from autoscope.errors import UserError
-from autoscope.models.tracking import kept_metrics
+from autoscope.models.tracking import kept_metrics, reap_dead_runs
 
 
 def mlflow_client(tracking_uri: str) -> Any:
@@ -16,8 +16,11 @@ def mlflow_client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def experiment_id(client: Any, project: str) -> str:
-    """Id of the project's experiment (named after the project).
+def experiment_id(client: Any, project: str, say: Any = print) -> str:
+    """Id of the project's experiment (named after the project), its dead runs reaped first.
+
+    Runs left RUNNING by a killed training are marked KILLED (`tracking.reap_dead_runs`, one
+    line each to `say`), so they are never taken for a run in progress nor ranked.
 
     Raises:
         UserError: the experiment does not exist (nothing was trained yet).
@@ -25,6 +28,7 @@ def experiment_id(client: Any, project: str) -> str:
     exp = client.get_experiment_by_name(project)
     if exp is None:
         raise UserError(f"no MLflow experiment '{project}' yet: run `autoscope train` first")
+    reap_dead_runs(client, exp.experiment_id, say)
     return exp.experiment_id
 
 

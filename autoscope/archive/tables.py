@@ -24,6 +24,9 @@ def run_rows(
 ) -> tuple[list[dict], list[str]]:
     """The project's runs as rows (newest first, or best first by `sort`) and the metric names.
 
+    Sorted by a metric, only FINISHED runs that logged it are ranked; every other run (running,
+    killed, failed, or without the metric) follows them, newest first, with its status.
+
     Args:
         client: an MLflow client on the tracking store.
         project: the experiment name.
@@ -56,9 +59,11 @@ def run_rows(
     if key == "start_time":
         rows.sort(key=lambda r: r["_start"], reverse=True)
     else:
-        known = [r for r in rows if r.get(key) is not None]
-        rest = [r for r in rows if r.get(key) is None]
-        rows = sorted(known, key=lambda r: r[key], reverse=desc) + rest
+        ranks = [r["status"] == "FINISHED" and r.get(key) is not None for r in rows]
+        ranked = [r for r, ok in zip(rows, ranks, strict=True) if ok]
+        rest = [r for r, ok in zip(rows, ranks, strict=True) if not ok]
+        rest.sort(key=lambda r: r["_start"], reverse=True)
+        rows = sorted(ranked, key=lambda r: r[key], reverse=desc) + rest
     return rows[:limit], shown
 
 

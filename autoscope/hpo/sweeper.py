@@ -260,11 +260,15 @@ class AutoscopeSweeper(Sweeper):
         tracker = None
         if hpo.get("mlflow", True):
             from autoscope.hpo.tracking import StudyRun
+            from autoscope.models.tracking import owner_tags, reap_dead_runs
 
             tracker = StudyRun(
                 project_spec(cfg), stores_spec(cfg), study,
                 storage=spec.storage, metric=str(cfg.metric), recipe=recipe,
             )  # fmt: skip
+            for key, value in owner_tags().items():  # this sweep owns the study's parent run now
+                tracker.client.set_tag(tracker.run_id, key, value)
+            reap_dead_runs(tracker.client, tracker.experiment_id, lambda line: _log(name, line))
         c = counts(study)
         width = self._parallelism()
         _log(

@@ -128,6 +128,16 @@ def _init_worker(loader: Callable[[], tuple[Any, InferSpec]], threads: int | Non
     _WORKER["model"], _WORKER["spec"] = loader()
 
 
+def _init_instance(
+    loader: Callable[[], tuple[Any, InferSpec]], threads: int | None, parent_pid: int
+) -> None:
+    """An instance process: die with the parent (`procs.die_with_parent`), then load the model."""
+    from autoscope.procs import die_with_parent
+
+    die_with_parent(parent_pid)
+    _init_worker(loader, threads)
+
+
 def _peak_rss_mb() -> float:
     import resource
 
@@ -229,7 +239,10 @@ def run_slides(
     threads = max(1, (os.cpu_count() or 1) // instances)
     ctx = get_context("spawn")
     with ProcessPoolExecutor(
-        min(instances, n), mp_context=ctx, initializer=_init_worker, initargs=(loader, threads)
+        min(instances, n),
+        mp_context=ctx,
+        initializer=_init_instance,
+        initargs=(loader, threads, os.getpid()),
     ) as pool:
         futures = [pool.submit(run_one, j, str(out_dir), resume, ws) for j in todo]
         for k, fut in enumerate(as_completed(futures), 1):

@@ -192,3 +192,52 @@ def finish(logger: Any, status: str) -> None:
         return
     logger.log_hyperparams({"status": status})
     logger.save()
+
+
+OWNER_TAGS = ("autoscope.owner.host", "autoscope.owner.pid", "autoscope.owner.start")
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming this process as a run's owner (host, pid, start time; see `reap_dead_runs`)."""
+    from autoscope.procs import me
+
+    owner = me()
+    return dict(zip(OWNER_TAGS, (owner.host, str(owner.pid), f"{owner.start:.3f}"), strict=True))
+
+
+def run_owner(tags: Mapping[str, str]) -> Any | None:
+    """The `procs.Owner` a run's tags name, or None (a run from before owners were recorded)."""
+    from autoscope.procs import Owner
+
+    host, pid, start = (tags.get(k) for k in OWNER_TAGS)
+    try:
+        return Owner(str(host), int(str(pid)), float(str(start))) if host else None
+    except ValueError:
+        return None
+
+
+def reap_dead_runs(client: Any, experiment_id: str, say: Any = print) -> list[str]:
+    """Mark the experiment's RUNNING runs whose owner process is gone as KILLED.
+
+    A run is reaped when its owner tags (`owner_tags`) name this host and that process no longer
+    runs (its pid is free, or taken by a process that started at another time). Runs of other
+    hosts and runs without owner tags are left as they are. `say` gets one line per reaped run.
+
+    Returns:
+        the ids of the runs marked KILLED.
+    """
+    runs = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000
+    )
+    reaped = []
+    for r in runs:
+        owner = run_owner(r.data.tags)
+        if owner is None or owner.alive() is not False:
+            continue
+        client.set_terminated(r.info.run_id, "KILLED")
+        reaped.append(r.info.run_id)
+        say(
+            f"run {r.info.run_id} ({r.info.run_name}) was RUNNING but its process {owner.pid} "
+            f"on {owner.host} is gone: marked KILLED"
+        )
+    return reaped

@@ -45,9 +45,15 @@ def _worker(
     tasks: Any,
     results: Any,
 ) -> None:
-    """Worker loop: open the slide once, then read batches until the ``None`` sentinel."""
+    """Worker loop: open the slide once, then read batches until the ``None`` sentinel.
+
+    The worker dies with the process that started it (`procs.die_with_parent`: its forkserver,
+    which itself ends with the parent), so a killed parent leaves no reader running.
+    """
+    from autoscope.procs import die_with_parent
     from autoscope.slides.reader import open_reader
 
+    die_with_parent()
     shm = None
     try:
         reader = open_reader(path, mpp_x)
@@ -164,7 +170,7 @@ def _iter_workers(
     if transport not in ("shm", "pickle"):
         raise UserError(f"transport {transport!r} is not one of shm, pickle")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["autoscope.slides.reader"])
+    ctx.set_forkserver_preload(["autoscope.slides.reader", "autoscope.procs"])
     n_batches = -(-len(coords) // batch_size)
     depth = min(queue_depth, n_batches)
     ring_shape = (depth, batch_size, patch_px, patch_px, 3)

@@ -24,6 +24,7 @@ def list_view(cfg: Any, flags: list[str]) -> None:
     """Print the project's runs: `[--sort METRIC|start_time] [--limit N]`."""
     from autoscope.archive.select import mlflow_client
     from autoscope.archive.tables import format_runs, run_rows
+    from autoscope.models.tracking import reap_dead_runs
 
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sort", default=None, help="metric to sort by (best first)")
@@ -31,8 +32,12 @@ def list_view(cfg: Any, flags: list[str]) -> None:
 
     args = _parse("autoscope runs list", flags, add)
     project = str(cfg.project.name)
+    client = mlflow_client(str(cfg.paths.mlflow_uri))
+    exp = client.get_experiment_by_name(project)
+    if exp is not None:  # runs of killed trainings end KILLED before the table is made
+        reap_dead_runs(client, exp.experiment_id)
     rows, metrics = run_rows(
-        mlflow_client(str(cfg.paths.mlflow_uri)),
+        client,
         project,
         str(cfg.metric),
         str(cfg.metric_mode),
@@ -52,12 +57,19 @@ def ui_view(cfg: Any, flags: list[str]) -> None:
     """
     from autoscope.archive.ui import serve_ui
     from autoscope.config import stores_spec
+    from autoscope.procs import port_holder
 
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
         p.add_argument("--check", action="store_true", help="start, check it answers, stop")
 
     args = _parse("autoscope ui", flags, add)
+    holder = port_holder("127.0.0.1", args.port)
+    if holder is not None:  # else the other server's answers would pass for the MLflow UI's
+        raise UserError(
+            f"autoscope ui: port {args.port} on 127.0.0.1 is held by {holder}: "
+            "stop it or pick another port (--port N)"
+        )
     serve_ui(stores_spec(cfg), str(cfg.project.name), args.port, check=args.check)
 
 

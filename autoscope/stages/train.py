@@ -62,7 +62,7 @@ def _record_job(cfg: Any, run_id: str) -> None:
 def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
     from autoscope.config import ROOT
     from autoscope.models.build import dataset_version
-    from autoscope.models.tracking import code_version, source_tags
+    from autoscope.models.tracking import code_version, owner_tags, source_tags
 
     tags = {
         **source_tags(str(cfg.paths.workspace), _entry_point()),
@@ -74,6 +74,7 @@ def _tags(cfg: Any, ddir: Path) -> dict[str, str]:
         "fit_on": str(cfg.trainer.get("fit_on") or "train"),  # train+val: a final refit
     }
     tags.update({str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()})
+    tags.update(owner_tags())  # this process: a run it leaves RUNNING when killed gets reaped
     return tags
 
 
@@ -154,8 +155,14 @@ def _logger(cfg: Any, run_name: str, tags: dict[str, str]) -> Any:
     from autoscope.project import ensure_experiment
 
     if cfg.logger.get("tracking_uri"):  # the project's experiment (its tags) in that store
+        import mlflow
+
+        from autoscope.models.tracking import reap_dead_runs
+
         stores = replace(stores_spec(cfg), mlflow_uri=str(cfg.logger.tracking_uri))
-        ensure_experiment(project_spec(cfg), stores)
+        exp_id = ensure_experiment(project_spec(cfg), stores)
+        client = mlflow.MlflowClient(tracking_uri=stores.mlflow_uri)
+        reap_dead_runs(client, exp_id)  # runs left RUNNING by killed trainings end KILLED
     return instantiate(cfg.logger.lightning, _convert_="all")(run_name=run_name, tags=tags)
 
 
