@@ -64,7 +64,21 @@ def _features(path: Path, doc: Any) -> list[dict[str, Any]]:
 
 
 def read_geojson(path: Path) -> Annotations:
-    """Read a QuPath-style GeoJSON file of regions and/or points."""
+    """Read a QuPath-style GeoJSON file of regions and/or points.
+
+    Raises:
+        UserError: malformed, nested too deeply, or a bad feature (file and feature named).
+    """
+    try:
+        return _read_geojson(path)
+    except RecursionError:
+        raise UserError(
+            f"{path}: malformed GeoJSON (nested too deeply: arrays or objects inside each other "
+            "beyond Python's recursion limit; a GeoJSON polygon needs 3 levels of coordinates)"
+        ) from None
+
+
+def _read_geojson(path: Path) -> Annotations:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -199,7 +199,11 @@ def _slide_label_pairs(
 ) -> tuple[list[tuple[str, Any]], str]:
     """(slide ref, label) pairs of a slide-label source, and where they come from."""
     if src.path:
-        table = pd.read_csv(src.path)
+        try:
+            table = pd.read_csv(src.path)
+        except (OSError, ValueError, UnicodeDecodeError) as e:  # ParserError is a ValueError
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{src.path}: not a readable slide-label CSV ({first})") from None
         if not {"slide", "label"} <= set(table.columns):
             raise UserError(f"{src.path}: a slide-label CSV needs columns slide,label")
         return list(zip(table["slide"].astype(str), table["label"], strict=True)), src.path
