@@ -151,6 +151,43 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
     return overrides, flags
 
 
+def _unbalanced(value: str) -> bool:
+    """Whether an override's value opens a list, dict or quote it does not close."""
+    return (
+        value.count("[") > value.count("]")
+        or value.count("{") > value.count("}")
+        or value.count("'") % 2 == 1
+        or value.count('"') % 2 == 1
+    )
+
+
+def _split_by_shell(args: list[str], action: bool) -> str | None:
+    """A hint when the shell split an unquoted override with spaces, e.g. a path (else None).
+
+    `slides.sources=[/data/my slides]` reaches us as `slides.sources=[/data/my` and `slides]`:
+    an override whose list, dict or quote is left open, or (for actions, which take no
+    positional words) an override followed by bare words.
+    """
+    for i, a in enumerate(args):
+        if a.startswith("-") or not _OVERRIDE.match(a):
+            continue
+        j = i + 1
+        if _unbalanced(a.split("=", 1)[1]):
+            while j < len(args) and _unbalanced(" ".join(args[i:j]).split("=", 1)[1]):
+                j += 1
+        elif action:
+            while j < len(args) and not args[j].startswith("-") and not _OVERRIDE.match(args[j]):
+                j += 1
+        if j > i + 1:
+            joined = " ".join(args[i:j])
+            pieces = " ".join(repr(x) for x in args[i:j])
+            return (
+                f"the shell split an override at its spaces into {pieces}: "
+                f'quote the whole override, e.g. "{joined}"'
+            )
+    return None
+
+
 def _fail(msg: str, code: int = 2) -> int:
     print(f"autoscope: error: {msg}", file=sys.stderr)
     return code
@@ -232,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"'{shown}' needs a recipe first (see autoscope --help)")
     recipe = argv.pop(0)
     name = f"{stage}_{verb}" if verb else stage
+    if hint := _split_by_shell(argv, kind == "action"):
+        return _fail(hint)
     if kind == "action":
         from autoscope.stages.app import run_app
 

@@ -308,3 +308,22 @@ def test_a_bad_mpp_in_the_metadata_csv_names_line_column_and_value(tmp_path):
         "'abc' is not a positive number of um/px"
     )
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "joined"),
+    [
+        (["slides.sources=[/data/my", "slides]"], "slides.sources=[/data/my slides]"),
+        (
+            ["slides.metadata=/data/my", "meta", "data.csv"],
+            "slides.metadata=/data/my meta data.csv",
+        ),
+    ],
+)
+def test_an_override_the_shell_split_at_spaces_gets_a_quoting_hint(argv, joined, capsys):
+    from autoscope.cli import main
+
+    assert main(["slides", "ingest", "demo", "slides.metadata=null", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("autoscope: error: the shell split an override")
+    assert err[0].endswith(f'quote the whole override, e.g. "{joined}"')
