@@ -3,7 +3,9 @@
 `archive_run(spec)` is the whole of `autoscope archive`: choose the run, check it, fill a version
 folder (weights, spec, review pictures, card) beside its final place and swap it in, register it
 and copy it into the BentoML store. Archiving a run that is archived already changes nothing but
-the alias.
+the alias. Concurrent archives of one model take turns under the model store's lock
+(`autoscope.locks.store_lock`), so each gets its own version number, folder and registry entry;
+the debris of a killed archive (`.v<N>.tmp-<pid>...`) is removed by the next one.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 
 from autoscope.archive import bento_store, registry, select, sources
 from autoscope.archive.card import CARD, InputSpec, ModelCard, now_iso, read_card, write_card
-from autoscope.atomic import atomic_dir
+from autoscope.atomic import atomic_dir, sweep_stale
 from autoscope.errors import UserError
+from autoscope.locks import in_stores, store_lock
 from autoscope.models.tracking import kept_metrics
 from autoscope.project import ClassSpec, ProjectSpec, Stores
 
@@ -157,20 +160,11 @@ def chosen_run(spec: ArchiveSpec) -> tuple[Any, Any]:
     return client, run
 
 
-def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, Any]:
-    """Archive `spec.run` (default: the best run): card, MLflow registry, BentoML store.
-
-    Returns:
-        model, version, run_id, alias, the metric, bentoml_tag, card path, new (bool).
-
-    Raises:
-        UserError: no experiment or run, thresholds missed, weights unreadable, stores disagree.
-    """
-    client, run = chosen_run(spec)
-    rid = run.info.run_id
-    select.check_thresholds(kept_metrics(run.data.metrics), spec.minimum, spec.maximum, rid)
-    name = spec.registry_name
-    bento_store.use_bentoml_home(spec.stores.bentoml_home)
+def _keep_version(
+    spec: ArchiveSpec, client: Any, run: Any, review: Review | None
+) -> tuple[int, bool, ModelCard, str]:
+    """Allocate (or find) the run's version, fill its folder, register it; under the lock."""
+    name, rid = spec.registry_name, run.info.run_id
     version = registry.version_of_run(client, name, rid)
     created = version is None
     if version is None:
@@ -187,6 +181,27 @@ def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, An
     registry.finish_version(
         client, name, version, spec.alias, {"bentoml_tag": tag, "card": str(final / CARD)}
     )
+    return version, created, card, tag
+
+
+def archive_run(spec: ArchiveSpec, review: Review | None = None) -> dict[str, Any]:
+    """Archive `spec.run` (default: the best run): card, MLflow registry, BentoML store.
+
+    Returns:
+        model, version, run_id, alias, the metric, bentoml_tag, card path, new (bool).
+
+    Raises:
+        UserError: no experiment or run, thresholds missed, weights unreadable, stores disagree.
+    """
+    client, run = chosen_run(spec)
+    rid = run.info.run_id
+    select.check_thresholds(kept_metrics(run.data.metrics), spec.minimum, spec.maximum, rid)
+    name = spec.registry_name
+    bento_store.use_bentoml_home(spec.stores.bentoml_home)
+    sweep_stale(spec.models_dir)
+    with store_lock(spec.models_dir, f"the model store of {name}", **in_stores(spec.stores)):
+        version, created, card, tag = _keep_version(spec, client, run, review)
+    final = spec.models_dir / f"v{version}"
     return {
         "model": name,
         "version": version,

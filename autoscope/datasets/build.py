@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autoscope.atomic import atomic_dir
+from autoscope.atomic import atomic_dir, sweep_stale
 from autoscope.datasets import plan as planning
 from autoscope.datasets.classes import ClassMapper
 from autoscope.datasets.imports import duplicate_images, plan_images
@@ -32,6 +32,7 @@ from autoscope.datasets.spec import SPLIT_UNITS, DatasetSpec
 from autoscope.datasets.splits import SPLITS, assign_splits, split_counts
 from autoscope.datasets.store import MANIFEST, dataset_dir, dataset_version
 from autoscope.errors import UserError
+from autoscope.locks import in_stores, store_lock
 from autoscope.portable import portable_path
 from autoscope.project import ProjectSpec, Stores
 from autoscope.slides.registry import load_registry
@@ -204,8 +205,14 @@ def build_dataset(
     plan = finish_plan(ds, project.class_names, plan, registry)
     print(f"dataset {ds.name}: {len(plan)} patches; {split_counts(plan)}")
     final = dataset_dir(stores, ds.name)
+    sweep_stale(final.parent)  # a killed build's `.<name>.tmp-<pid>...` folders
+    sweep_stale(final.parent / ".versions")
+
+    def lock() -> Any:  # concurrent builds of one dataset publish one after the other
+        return store_lock(final, f"dataset {ds.name}", **in_stores(stores))
+
     slides = {str(r.slide_id): (str(r.path), float(r.mpp_x)) for r in registry.itertuples()}
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final, guard=lock) as tmp:
         bar, update = _progress(len(plan))
         with bar:
             colour = write_shards(
@@ -230,9 +237,10 @@ def build_dataset(
             tmp, manifest, project.class_dicts(), int(ds.patch_px), int(ds.split.seed)
         )
         write_report(tmp, stats, pictures)
-    version = dataset_version(final)
-    if ds.dvc_add:
-        _dvc_add(workspace, final)
+    with lock():
+        version = dataset_version(final)
+        if ds.dvc_add:
+            _dvc_add(workspace, final)
     seconds = time.perf_counter() - t0
     return {
         "name": str(ds.name),

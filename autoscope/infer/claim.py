@@ -2,8 +2,9 @@
 
 Inference jobs that overlap (reruns, shards of a Hydra multirun, two people on one workspace)
 claim a slide before running it, so no slide is written twice at the same time. A claim whose
-owner died (same host, pid gone) is stale and taken over; a claim from another host is honoured
-until it is removed (the pid cannot be checked from here).
+owner died (same host, pid gone, or the pid reused by a process started later: the claim holds
+the owner's start time) is stale and taken over; a claim from another host is honoured until it
+is removed (the pid cannot be checked from here).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from autoscope.atomic import START_TOLERANCE_S, start_time
 
 LOCK_SUFFIX = ".lock"
 
@@ -24,25 +27,25 @@ def lock_path(slide_dir: Path) -> Path:
 
 
 def _owner() -> str:
-    return f"{socket.gethostname()} {os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
+    """`<host> <pid> <start in centiseconds>` of this process."""
+    pid = os.getpid()
+    return f"{socket.gethostname()} {pid} {round((start_time(pid) or 0.0) * 100)}"
 
 
 def _stale(text: str) -> bool:
-    """Whether a claim's content names a dead process on this host (or is unreadable)."""
-    host, _, pid = text.strip().rpartition(" ")
-    if not pid.isdigit():
+    """Whether a claim's content names a gone process on this host (or is unreadable)."""
+    host, _, rest = text.strip().partition(" ")
+    pid, _, started = rest.partition(" ")
+    if not pid.isdigit() or (started and not started.isdigit()):
         return True  # half-written or foreign content: nobody can own it
-    return host == socket.gethostname() and not _alive(int(pid))
+    if host != socket.gethostname():
+        return False
+    now = start_time(int(pid))
+    if now is None:
+        return True
+    if not started or now < 0:
+        return False  # a claim without start time (older runs), or an unreadable process
+    return abs(now - int(started) / 100) > START_TOLERANCE_S
 
 
 def _create(path: Path) -> bool:

@@ -11,6 +11,7 @@ from autoscope.errors import UserError
 
 def run(cfg: Any) -> dict[str, Any]:
     """Resolve the model and slides from the recipe, run this job's shard, report the outputs."""
+    from autoscope.atomic import sweep_stale
     from autoscope.config import stores_spec, to_dict
     from autoscope.infer import models, runner
     from autoscope.infer.spec import InferSpec
@@ -38,6 +39,7 @@ def run(cfg: Any) -> dict[str, Any]:
         f"infer: {len(mine)} slide(s){part if shards > 1 else ''}, model "
         f"{model_dir.parent.name} {model_dir.name} -> {out_dir}"
     )
+    sweep_stale(out_dir)  # a killed job's `.<slide>.tmp-<pid>...` folders
     results = runner.run_slides(
         mine,
         out_dir,
