@@ -197,6 +197,9 @@ def build_dataset(
     workspace = Path(stores.workspace)
     if ds.dvc_add and not (workspace / ".dvc").is_dir():
         raise UserError(f"dataset.dvc_add: {workspace} is not a DVC repo (run `dvc init` there)")
+    final = dataset_dir(stores, ds.name)
+    sweep_stale(final.parent)  # a killed build's `.<name>.tmp-<pid>...` folders
+    sweep_stale(final.parent / ".versions")
     registry = load_registry(stores)
     plan, points = make_plan(ds, project, registry, detector)
     duplicates = duplicate_images(plan, project.class_names)  # finish_plan keeps the first
@@ -204,9 +207,6 @@ def build_dataset(
         print(f"dataset {ds.name}: {line}", flush=True)
     plan = finish_plan(ds, project.class_names, plan, registry)
     print(f"dataset {ds.name}: {len(plan)} patches; {split_counts(plan)}")
-    final = dataset_dir(stores, ds.name)
-    sweep_stale(final.parent)  # a killed build's `.<name>.tmp-<pid>...` folders
-    sweep_stale(final.parent / ".versions")
 
     def lock() -> Any:  # concurrent builds of one dataset publish one after the other
         return store_lock(final, f"dataset {ds.name}", **in_stores(stores))
