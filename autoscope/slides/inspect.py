@@ -36,15 +36,19 @@ def content_hash(path: Path, hash_bytes: int) -> str:
         raise SlideProblem("cannot read: is a directory, not a slide file") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise SlideProblem(
-                f"cannot read: a symbolic link loop ({path.name} -> {os.readlink(path)})"
-            ) from None
+            raise SlideProblem(f"cannot read: a symbolic link loop{_target(path)}") from None
         if e.errno == errno.ENOENT and path.is_symlink():
-            raise SlideProblem(
-                f"cannot read: a broken symbolic link (-> {os.readlink(path)})"
-            ) from None
+            raise SlideProblem(f"cannot read: a broken symbolic link{_target(path)}") from None
         raise SlideProblem(f"cannot read file: {e.strerror or e}") from None
     return h.hexdigest()[:16]
+
+
+def _target(path: Path) -> str:
+    """` (name -> target)` of a symbolic link, or "" for a path that is not one."""
+    try:
+        return f" ({path.name} -> {os.readlink(path)})"
+    except OSError:
+        return ""
 
 
 def _folder_hash(path: Path, hash_bytes: int) -> str:

@@ -106,7 +106,9 @@ def discover(
     found: list[Path] = []
     for src in sources:
         p = Path(str(src)).expanduser()
-        if p.is_dir():
+        if p.is_dir() and p.suffix.lower() == ZARR_SUFFIX:  # an OME-Zarr slide named itself
+            got, what = [p], "folder"
+        elif p.is_dir():
             got = _walk(p, exts, say)
             what = "folder"
         elif p.exists():

@@ -170,12 +170,16 @@ def test_symlink_loops_are_skipped_with_one_line_and_the_batch_goes_on(tmp_path,
     os.symlink("loop_b.svs", src / "loop_a.svs")  # a file link loop
     os.symlink("loop_a.svs", src / "loop_b.svs")
     os.symlink("..", src / "sub" / "up")  # a folder link back up
+    os.symlink(tmp_path / "gone" / "x.svs", src / "broken.svs")  # a dangling link: recorded
     cfg = cfg_for(tmp_path, src)
     ingest(cfg)
     out = capsys.readouterr().out
-    assert f"skipped {src / 'loop_a.svs'}: a symbolic link loop" in out
+    assert f"skipped {src / 'loop_a.svs'}: a symbolic link loop (loop_a.svs -> loop_b.svs)" in out
     assert f"skipped {src / 'sub' / 'up'}: a symbolic link loop" in out
-    assert rows(cfg)["good"]["status"] == "ok" and len(rows(cfg)) == 1
+    got = rows(cfg)
+    assert set(got) == {"good", "broken"} and got["good"]["status"] == "ok"
+    assert got["broken"]["status"] == "failed"
+    assert got["broken"]["error"].startswith("cannot read: a broken symbolic link (broken.svs ->")
 
 
 def test_a_source_that_matches_nothing_says_so(tmp_path, capsys):
@@ -253,6 +257,9 @@ def test_ome_tiff_and_ome_zarr_are_read_or_named_unsupported(tmp_path):
         assert 0.15 < r["tissue_fraction"] < 0.4 and Path(r["thumbnail"]).is_file()
         with open_reader(r["path"]) as rd:
             assert np.array_equal(rd.read_region(100, 60, 0, 300, 200), img[60:260, 100:400])
+    alone = cfg_for(tmp_path / "alone", src / "zslide.ome.zarr")  # the folder as the source
+    ingest(alone)
+    assert rows(alone)["zslide.ome"]["status"] == "ok"
     assert got["fluo.ome"]["status"] == "failed"
     assert "unsupported: an OME-TIFF with axes CYX" in got["fluo.ome"]["error"]
     assert got["plain"]["error"] == (
