@@ -25,6 +25,12 @@ from autoscope.slides.registry import load_registry
 PY = sys.executable
 SLIDES = 8
 SEED = 12  # the kill points are random but reproducible
+HOLD = (  # holds a store's lock (argv: store, lock folder, workspace) until argv[4] exists
+    "import sys, time; from pathlib import Path; from autoscope.locks import store_lock\n"
+    "with store_lock(sys.argv[1], 'x', lock_dir=sys.argv[2], root=Path(sys.argv[3])):\n"
+    "    print('held', flush=True)\n"
+    "    while not Path(sys.argv[4]).exists(): time.sleep(0.05)\n"
+)
 KEEP = ["slide_id", "name", "status", "width_px", "height_px", "mpp_x", "tissue_fraction"]
 
 
@@ -148,3 +154,40 @@ def test_killed_dataset_build_reruns_to_the_same_dataset(raw: Path, tmp_path: Pa
     assert (datasets / "demo_tissue" / "manifest.parquet").read_bytes() == first
     assert version and re.findall(r"version=([0-9a-f]{32}\.dir)", again) == version
     assert debris(ws) == []
+
+
+def test_concurrent_builds_of_one_dataset_publish_one_whole_version(
+    raw: Path, tmp_path: Path
+) -> None:
+    ws, src = workspace(tmp_path, raw)
+    run(cli(ws, src, "slides", "ingest"))
+    build = [*cli(ws, src, "dataset", "build"), "dataset.max_patches_per_slide=200"]
+    folder = ws / "data" / "demo" / "datasets" / "demo_tissue"
+    go, locks = tmp_path / "go", ws / "outputs" / "_state" / "locks"
+    holder = subprocess.Popen(  # holds the dataset's lock until `go` exists
+        [PY, "-c", HOLD, str(folder), str(locks), str(ws), str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    logs = [tmp_path / f"build{i}.log" for i in range(3)]
+    procs = [
+        subprocess.Popen(build, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs
+    ]
+    t0, want = time.monotonic(), f"waiting for dataset demo_tissue (held by pid {holder.pid}"
+    while not all(want in log.read_text() for log in logs):  # all three wait to publish
+        assert time.monotonic() - t0 < 120 and all(p.poll() is None for p in procs)
+        time.sleep(0.1)
+    go.touch()
+    holder.wait(timeout=30)
+    for p in procs:
+        p.wait(timeout=300)
+    outs = [log.read_text() for log in logs]
+    assert all(p.returncode == 0 for p in procs), outs
+    versions = {v for o in outs for v in re.findall(r"version=([0-9a-f]{32}\.dir)", o)}
+    manifest = pd.read_parquet(folder / "manifest.parquet")
+    shards = {p.name for p in (folder / "shards").iterdir()}
+    assert len(versions) == 1 and set(manifest["shard"].map(lambda s: Path(s).name)) <= shards
+    assert debris(ws) == []
+    again = run(build)  # one build alone: the same version
+    assert re.findall(r"version=([0-9a-f]{32}\.dir)", again) == sorted(versions)
