@@ -143,3 +143,34 @@ def test_two_concurrent_archives_of_different_runs_get_two_versions(tmp_path: Pa
         (v, r) for r, v in cards.items()
     )
     assert time.monotonic() - t0 < 300
+
+
+def test_infer_sweeps_a_killed_jobs_slide_folder_then_writes_the_slide(
+    tmp_path: Path, capsys
+) -> None:
+    sys.path.insert(0, str(Path(__file__).parent / "infer"))
+    try:
+        from infer_helpers import archive_model
+    finally:
+        sys.path.remove(str(Path(__file__).parent / "infer"))
+    from autoscope.config import compose
+    from autoscope.slides.synth import make_synthetic_slide
+    from autoscope.stages.infer import run
+
+    archive_model(tmp_path / "outputs" / "demo" / "models", mpp=2.0, patch_px=32)
+    slide = make_synthetic_slide(tmp_path / "slides" / "s0.tif", width_px=768, height_px=512)
+    out = tmp_path / "outputs" / "demo" / "infer" / "tissue_classification" / "v1"
+    pid, started = dead_process()
+    junk = out / f".s0.tmp-{pid}-{round(started * 100)}-{atomic.host_tag()}"
+    (junk / "tiles.parquet").parent.mkdir(parents=True)
+    (junk / "tiles.parquet").write_text("half")
+    cfg = compose(
+        "demo",
+        [f"paths.workspace={tmp_path}", f"infer.slides={slide.path}", "infer.progress=false"],
+        stage="infer",
+    )
+    assert run(cfg)["done"] == 1
+    assert f"removed stale temp {junk.name} of dead pid {pid}" in capsys.readouterr().out
+    assert (
+        sorted(p.name for p in out.iterdir()) == ["s0"] and (out / "s0" / "summary.json").is_file()
+    )
