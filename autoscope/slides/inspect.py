@@ -24,6 +24,7 @@ def content_hash(path: Path, hash_bytes: int) -> str:
     """
     if path.is_dir() and path.suffix.lower() == ".zarr":
         return _folder_hash(path, hash_bytes)
+    path = dicom_file(path) or path  # a DICOM series folder: its first file
     try:
         size = path.stat().st_size
         h = hashlib.sha256(str(size).encode())
@@ -162,12 +163,35 @@ def _float(v: Any) -> float | None:
     return f if f > 0 else None
 
 
+def dicom_file(path: Path) -> Path | None:
+    """The first `.dcm` file of a DICOM series folder (the slide a folder stands for), or None."""
+    if not path.is_dir() or path.suffix.lower() == ".zarr":
+        return None
+    try:
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() == ".dcm" and f.is_file())
+    except OSError:
+        return None
+    return files[0] if files else None
+
+
 def read_slide_facts(path: Path) -> dict[str, Any]:
-    """Open a slide with OpenSlide and return its registry facts.
+    """Open a slide (OpenSlide first, then zarr, tifffile or wsidicom) and return its facts.
+
+    A DICOM series folder is read from its first `.dcm` file (`file_bytes`: all of them).
 
     Raises:
-        SlideProblem: OpenSlide cannot open the file (the message says why).
+        SlideProblem: no backend can open the file (the message says why).
     """
+    if (first := dicom_file(path)) is not None:
+        facts = _read_facts(first)
+        facts["file_bytes"] = sum(
+            f.stat().st_size for f in path.iterdir() if f.suffix.lower() == ".dcm"
+        )
+        return facts
+    return _read_facts(path)
+
+
+def _read_facts(path: Path) -> dict[str, Any]:
     import openslide
 
     if path.is_dir() and path.suffix.lower() == ".zarr":

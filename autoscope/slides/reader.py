@@ -298,14 +298,16 @@ def open_reader(path: str | Path, mpp_x: float | None = None, **kwargs: Any) -> 
 
     OpenSlide first; an OME-Zarr folder, or an OME-TIFF or DICOM file OpenSlide refuses, is read
     through zarr, tifffile or wsidicom (:mod:`autoscope.slides.ome`, :mod:`autoscope.slides.dicom`)
-    with the same API.
+    with the same API. A DICOM series folder opens from its first `.dcm` file.
 
     Raises:
         UserError: no backend can open it (the message names the file and why).
     """
-    from autoscope.slides.inspect import SlideProblem, open_other, other_format
+    from autoscope.slides.inspect import SlideProblem, dicom_file, open_other, other_format
 
     p = Path(path)
+    if (first := dicom_file(p)) is not None:  # a DICOM series folder: open its first file
+        p = path = first
     if p.is_dir() and p.suffix.lower() == ".zarr":
         fmt: str | None = "ome-zarr"
     else:

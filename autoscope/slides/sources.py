@@ -3,7 +3,8 @@
 A folder is searched recursively (symbolic links to folders are followed once: a link loop is
 skipped with one line); an OME-Zarr folder (`*.zarr`) is one slide, not searched inside; the
 `.dcm` files of one DICOM series are one slide (OpenSlide and wsidicom open a series from any
-of its files). A source that yields no slide file says so in one line.
+of its files): its folder when the folder holds that series only, else its first file. A
+source that yields no slide file says so in one line.
 """
 
 from __future__ import annotations
@@ -75,15 +76,24 @@ def _series_key(p: Path) -> str:
 
 
 def _one_per_series(files: list[Path]) -> list[Path]:
-    """Keep the first `.dcm` file of each DICOM series (the others are its levels)."""
-    out, series = [], set()
+    """One entry per DICOM series (the other files are its levels): the folder when it holds
+    that one series only (the slide is named after it), else the series' first `.dcm` file."""
+    dcm = [f for f in files if f.suffix.lower() == ".dcm" and f.is_file()]
+    keys = {f: _series_key(f) for f in dcm}
+    per_folder: dict[Path, set[str]] = {}
+    for f, k in keys.items():
+        per_folder.setdefault(f.parent, set()).add(k)
+    out: list[Path] = []
+    done: set[str] = set()
     for f in files:
-        if f.suffix.lower() == ".dcm" and f.is_file():
-            key = _series_key(f)
-            if key in series:
-                continue
-            series.add(key)
-        out.append(f)
+        if f not in keys:
+            out.append(f)
+            continue
+        if keys[f] in done:
+            continue
+        done.add(keys[f])
+        alone = len(per_folder[f.parent]) == 1 and "::" in keys[f]
+        out.append(f.parent if alone else f)
     return out
 
 

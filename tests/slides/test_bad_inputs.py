@@ -203,14 +203,16 @@ def test_a_slide_coarser_than_the_mask_is_ingested_at_its_own_resolution(tmp_pat
     cfg = cfg_for(tmp_path, src)
     ingest(cfg)
     got = rows(cfg)
-    assert set(got) == {"coarse", "level0"}  # one row for the two-level DICOM series
+    assert set(got) == {"coarse", "coarse_dicom"}  # one row, the folder, for the DICOM series
     for r in got.values():
         assert r["status"] == "ok", r["error"]
         assert r["mpp_x"] == pytest.approx(COARSE_MPP, rel=1e-3)
         assert r["mask_mpp"] == pytest.approx(COARSE_MPP, rel=1e-3)  # the slide's own, not 16
         assert 0.15 < r["tissue_fraction"] < 0.4  # the middle quarter is tissue
-    assert got["level0"]["vendor"] == "dicom"  # OpenSlide opened it
-    assert got["level0"]["level_count"] == 2
+    dcm = got["coarse_dicom"]
+    assert dcm["vendor"] == "dicom" and dcm["level_count"] == 2  # OpenSlide opened it
+    assert dcm["path"] == str(src / "coarse_dicom")
+    assert dcm["file_bytes"] == sum(f.stat().st_size for f in (src / "coarse_dicom").iterdir())
 
 
 def test_dicom_openslide_refuses_is_read_through_wsidicom(tmp_path):
@@ -221,7 +223,7 @@ def test_dicom_openslide_refuses_is_read_through_wsidicom(tmp_path):
     cfg = cfg_for(tmp_path, src)
     ingest(cfg)
     got = rows(cfg)
-    wsi = got["level0"]
+    wsi = got["rle"]
     assert wsi["status"] == "ok" and wsi["vendor"] == "dicom (wsidicom)"
     assert wsi["mpp_x"] == pytest.approx(0.5) and 0.15 < wsi["tissue_fraction"] < 0.4
     assert got["junk"]["status"] == "failed"
@@ -334,3 +336,16 @@ def test_an_override_the_shell_split_at_spaces_gets_a_quoting_hint(argv, joined,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("autoscope: error: the shell split an override")
     assert err[0].endswith(f'quote the whole override, e.g. "{joined}"')
+
+
+def test_two_dicom_series_in_one_folder_are_two_slides(tmp_path):
+    src = tmp_path / "src"
+    dicom_wsi(src)  # level0.dcm, level1.dcm
+    dicom_wsi(tmp_path / "other")
+    for f in (tmp_path / "other").iterdir():
+        f.rename(src / f"b_{f.name}")
+    cfg = cfg_for(tmp_path, src)
+    ingest(cfg)
+    got = rows(cfg)
+    assert set(got) == {"b_level0", "level0"}  # the first file of each series
+    assert {r["status"] for r in got.values()} == {"ok"}
