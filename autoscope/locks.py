@@ -99,7 +99,8 @@ def store_lock(
         say: Where the waiting line goes.
 
     Raises:
-        UserError: the lock was not free within `timeout_s` (one line naming the holder).
+        UserError: the lock was not free within `timeout_s` (one line naming the holder), or
+            its lock file cannot be created (e.g. a read-only folder).
     """
     path = lock_file(store, lock_dir, root)
     depth: dict[str, int] = _held.__dict__.setdefault("depth", {})
@@ -111,8 +112,13 @@ def store_lock(
         finally:
             depth[key] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        found = next((d for d in path.parents if d.exists()), None)
+        why = f"{found} is not a folder" if found and not found.is_dir() else e.strerror
+        raise UserError(f"cannot lock {what}: {path}: {why}") from None
     try:
         t0 = time.monotonic()
         told = False

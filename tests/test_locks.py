@@ -133,3 +133,12 @@ def test_concurrent_ingests_of_different_folders_keep_every_row(tmp_path: Path) 
     assert (
         ws / "outputs" / "_state" / "locks" / "data%conc%slides%registry.parquet.lock"
     ).is_file()
+
+
+def test_a_lock_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(
+        UserError, match=r"^cannot lock the registry: .*\.x\.lock: .*file is not a folder$"
+    ):
+        with store_lock(tmp_path / "file" / "x", "the registry"):
+            pass
