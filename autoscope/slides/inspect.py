@@ -150,7 +150,7 @@ def _other_facts(path: Path, fmt: str) -> dict[str, Any]:
 
     reader = open_other(path, fmt)
     try:
-        return facts(reader, path, fmt)
+        return facts(reader, path, path.suffix.lower().lstrip("."))  # as OpenSlide rows
     finally:
         reader.close()
 

@@ -224,7 +224,7 @@ def test_dicom_openslide_refuses_is_read_through_wsidicom(tmp_path):
     ingest(cfg)
     got = rows(cfg)
     wsi = got["rle"]
-    assert wsi["status"] == "ok" and wsi["vendor"] == "dicom (wsidicom)"
+    assert wsi["status"] == "ok" and wsi["vendor"] == "dicom (wsidicom)" and wsi["format"] == "dcm"
     assert wsi["mpp_x"] == pytest.approx(0.5) and 0.15 < wsi["tissue_fraction"] < 0.4
     assert got["junk"]["status"] == "failed"
     assert got["junk"]["error"].startswith("corrupt: not a readable DICOM file")
