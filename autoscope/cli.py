@@ -153,11 +153,12 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
 
 def _unbalanced(value: str) -> bool:
     """Whether an override's value opens a list, dict or quote it does not close."""
+    rest = re.sub(r"\"[^\"]*\"|'[^']*'", "", value)  # quoted text may hold anything
     return (
-        value.count("[") > value.count("]")
-        or value.count("{") > value.count("}")
-        or value.count("'") % 2 == 1
-        or value.count('"') % 2 == 1
+        rest.count("[") > rest.count("]")
+        or rest.count("{") > rest.count("}")
+        or "'" in rest
+        or '"' in rest
     )
 
 
@@ -181,9 +182,10 @@ def _split_by_shell(args: list[str], action: bool) -> str | None:
         if j > i + 1:
             joined = " ".join(args[i:j])
             pieces = " ".join(repr(x) for x in args[i:j])
+            q = "'" if '"' in joined else '"'  # the shell quote that keeps the value as it is
             return (
                 f"the shell split an override at its spaces into {pieces}: "
-                f'quote the whole override, e.g. "{joined}"'
+                f"quote the whole override, e.g. {q}{joined}{q}"
             )
     return None
 
