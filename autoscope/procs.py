@@ -57,15 +57,23 @@ def me() -> Owner:
     return Owner(socket.gethostname(), pid, start_time(pid) or 0.0)
 
 
-def die_with_parent(parent_pid: int | None = None) -> None:
-    """Make this (worker) process die when its parent does.
+_WATCHED: set[int] = set()  # parents a watchdog of this process already watches
+
+
+def die_with_parent(parent_pid: int | None = None, *, kernel: bool = True) -> None:
+    """Make this (worker) process die when its parent does (calling it again changes nothing).
 
     Args:
         parent_pid: the parent the worker belongs to (default: the current parent). When it is
             already gone (it died before this call), the worker ends at once.
+        kernel: also arm Linux's parent-death signal. The kernel sends it when the *thread*
+            that started the worker ends, so pass False in workers of pools that may start
+            processes from a helper thread (joblib's loky): the watchdog alone then.
     """
     parent = os.getppid() if parent_pid is None else int(parent_pid)
-    if sys.platform.startswith("linux"):
+    if parent in _WATCHED:
+        return
+    if kernel and sys.platform.startswith("linux"):
         import ctypes
 
         try:
@@ -75,6 +83,7 @@ def die_with_parent(parent_pid: int | None = None) -> None:
             pass
     if os.getppid() != parent:  # the parent died before the death signal was armed
         os._exit(1)
+    _WATCHED.add(parent)
     threading.Thread(target=_watch, args=(parent,), name="die-with-parent", daemon=True).start()
 
 

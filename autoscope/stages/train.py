@@ -8,7 +8,16 @@ from typing import Any
 
 
 def run(cfg: Any) -> dict:
-    """Train once. A job launched by the Optuna sweeper (`hpo.trial` set) reports to its trial."""
+    """Train once. A job launched by the Optuna sweeper (`hpo.trial` set) reports to its trial.
+
+    In a launcher's worker process (joblib) the job dies with the sweep that started it.
+    """
+    import multiprocessing as mp
+
+    if mp.parent_process() is not None:  # a pool worker: a killed sweep leaves no trial behind
+        from autoscope.procs import die_with_parent
+
+        die_with_parent(mp.parent_process().pid, kernel=False)  # loky starts from threads
     trial = None
     if cfg.get("hpo") and cfg.hpo.get("trial") is not None:
         from hydra.utils import instantiate

@@ -166,7 +166,12 @@ def test_killed_training_ends_killed_and_is_not_ranked(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_without_lost_or_duplicate_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_killed_sweep_resumes_without_lost_or_duplicate_trials(
+    tmp_path: Path, launcher: list[str]
+) -> None:
     import optuna
 
     from autoscope.config import compose
@@ -174,7 +179,8 @@ def test_killed_sweep_resumes_without_lost_or_duplicate_trials(tmp_path: Path) -
     rng = random.Random(os.getpid())
     ws = tmp_path
     make_tiny_dataset(ws / "data" / "demo" / "datasets" / "tiny")
-    ov = [f"paths.workspace={ws}", "hpo=small", *TINY, "hpo.n_trials=3", "trainer.max_epochs=3"]
+    ov = [f"paths.workspace={ws}", "hpo=small", *TINY, "hpo.n_trials=3", "trainer.max_epochs=12"]
+    ov += ["trainer.patience=null"]  # trials long enough to be killed mid-training
     cfg = compose("demo", ov)
     storage, name = str(cfg.paths.optuna_storage), str(cfg.hpo.study_name)
 
@@ -187,18 +193,25 @@ def test_killed_sweep_resumes_without_lost_or_duplicate_trials(tmp_path: Path) -
             return []
 
     def second_trial_running() -> bool:
-        running = [t for t in trials() if t.state.name == "RUNNING" and t.number >= 1]
-        return bool(running and running[0].user_attrs.get("run_id"))
+        """Trial #1 or later is training: its run is RUNNING and logged an epoch."""
+        ids = {t.user_attrs.get("run_id") for t in trials()
+               if t.state.name == "RUNNING" and t.number >= 1}  # fmt: skip
+        ids.discard(None)
+        return bool(ids) and any(  # MLflow's store exists by now: never created from here
+            r.info.run_id in ids and r.info.status == "RUNNING" and "val/acc" in r.data.metrics
+            for r in _runs(ws)
+        )
 
-    proc = _start(ws, "train", "demo", "-m", *ov)
+    proc = _start(ws, "train", "demo", "-m", *ov, *launcher)
     _wait(second_trial_running, proc, 400)
-    _kill9(proc, rng, 3.0)
+    kids = _kill9(proc, rng, 1.0)
+    assert _still_running(kids) == []  # the trials' workers died with the sweep
     cut = {t.number: t for t in trials()}
-    victims = [t for t in cut.values() if t.state.name == "RUNNING"]
-    assert victims, "the kill came after the sweep finished"
-    victim_run = victims[0].user_attrs["run_id"]
+    running = {r.info.run_id for r in _runs(ws) if r.info.status == "RUNNING"}
+    victims = [t.user_attrs.get("run_id") for t in cut.values() if t.state.name == "RUNNING"]
+    victim_run = [r for r in victims if r in running][0]  # killed mid-training
 
-    out = _cli(ws, "train", "demo", "-m", *ov)
+    out = _cli(ws, "train", "demo", "-m", *ov, *launcher)
     assert "marked KILLED" in out and victim_run in out
     final = trials()
     counted = [t for t in final if t.state.name in ("COMPLETE", "PRUNED")]
