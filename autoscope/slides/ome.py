@@ -70,9 +70,15 @@ class ArrayPyramidReader(TileReader):
     """
 
     def __init__(
-        self, path: str | Path, levels: list[tuple[Any, str]], mpp: float | None, vendor: str
+        self,
+        path: str | Path,
+        levels: list[tuple[Any, str]],
+        mpp: float | None,
+        vendor: str,
+        owner: Any = None,
     ) -> None:
         self.path, self.vendor = str(path), vendor
+        self._owner = owner  # what holds the file open (a TiffFile), closed by close()
         self._levels = levels
         dims = []
         for arr, axes in levels:
@@ -124,7 +130,9 @@ class ArrayPyramidReader(TileReader):
         return self._level_region(level, x, y, w, h)
 
     def close(self) -> None:
-        """Drop the arrays (idempotent)."""
+        """Close the file behind the arrays (idempotent)."""
+        if not self._closed and self._owner is not None:
+            self._owner.close()
         self._closed = True
 
 
@@ -137,6 +145,7 @@ def open_ome_tiff(path: Path, mpp_x: float | None = None) -> ArrayPyramidReader:
     import tifffile
     import zarr
 
+    tif = None
     try:
         tif = tifffile.TiffFile(path)
         series = tif.series[0]
@@ -145,11 +154,14 @@ def open_ome_tiff(path: Path, mpp_x: float | None = None) -> ArrayPyramidReader:
             store = tif.aszarr(series=0, level=i)
             levels.append(_rgb_view(zarr.open(store, mode="r"), lvl.axes, "an OME-TIFF"))
         mpp = mpp_x or _ome_xml_mpp(tif.ome_metadata or "")
-    except SlideProblem:
-        raise
-    except Exception as e:  # noqa: BLE001 - any parse failure: say what tifffile said
-        raise SlideProblem(f"corrupt: tifffile cannot read the OME-TIFF ({str(e)[:100]})") from None
-    return ArrayPyramidReader(path, levels, mpp, "ome-tiff")
+    except Exception as e:
+        if tif is not None:
+            tif.close()
+        if isinstance(e, SlideProblem):
+            raise
+        why = f"corrupt: tifffile cannot read the OME-TIFF ({str(e)[:100]})"
+        raise SlideProblem(why) from None
+    return ArrayPyramidReader(path, levels, mpp, "ome-tiff", owner=tif)
 
 
 def _ome_xml_mpp(xml: str) -> float | None:
