@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from autoscope.procs import Owner, me, start_time
 
@@ -165,3 +166,20 @@ def test_ui_check_names_the_process_holding_the_port(tmp_path: Path, capsys) -> 
         proc.kill()
         proc.wait()
     assert port_holder("127.0.0.1", port) is None  # free again: the check lets the UI start
+
+
+ARMED = """
+import ctypes
+from autoscope.procs import die_with_parent
+die_with_parent()
+die_with_parent()  # a second call changes nothing
+value = ctypes.c_int(0)
+ctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0)  # PR_GET_PDEATHSIG
+print(value.value)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_kernel_death_signal_is_sigkill() -> None:
+    done = subprocess.run([PY, "-c", ARMED], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [str(int(signal.SIGKILL))]
