@@ -24,28 +24,17 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from autoscope.procs import START_TOLERANCE_S, start_time
+
 TMP_MARK = ".tmp-"  # every temporary name holds this (plus the writer's pid, start, host)
 # `.tmp-<pid>[-<start>-<host>]`; names written before start and host were recorded hold the pid only
 _OWNER = re.compile(re.escape(TMP_MARK) + r"(\d+)(?:-(\d+)-([0-9a-f]{6}))?(?![0-9])")
-START_TOLERANCE_S = 1.0  # a pid alive with a start time further off is another process
 _tags: dict[int, str] = {}
 
 
 def host_tag(host: str | None = None) -> str:
     """Six hex digits naming a host (of `socket.gethostname()` by default)."""
     return hashlib.sha1((host or socket.gethostname()).encode()).hexdigest()[:6]
-
-
-def start_time(pid: int) -> float | None:
-    """When process `pid` started (seconds since the epoch), or None if there is none."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    except psutil.Error:  # e.g. access denied: it exists
-        return -1.0
 
 
 def owner_tag() -> str:
@@ -72,8 +61,8 @@ def stale_owner(name: str) -> int | None:
     now = start_time(pid)
     if now is None:
         return pid
-    if started is None or now < 0:
-        return None  # an old-style name of a live pid, or an unreadable one: keep it
+    if started is None:
+        return None  # an old-style name of a live pid: keep it
     return pid if abs(now - int(started) / 100) > START_TOLERANCE_S else None
 
 

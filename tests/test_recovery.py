@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autoscope import atomic
 from autoscope.infer import claim
+from autoscope.procs import start_time
 
 PY = sys.executable
 ARCHIVE_TESTS = Path(__file__).parent / "archive"
@@ -19,10 +20,10 @@ ARCHIVE_TESTS = Path(__file__).parent / "archive"
 def dead_process() -> tuple[int, float]:
     """The pid and start time of a real process that has ended."""
     p = subprocess.Popen([PY, "-c", "import time; time.sleep(30)"])
-    started = atomic.start_time(p.pid)
+    started = start_time(p.pid)
     p.kill()
     p.wait()
-    assert started is not None and atomic.start_time(p.pid) is None
+    assert started is not None and start_time(p.pid) is None
     return p.pid, started
 
 
@@ -30,7 +31,7 @@ def test_sweep_removes_only_temporaries_whose_owner_is_gone(tmp_path: Path) -> N
     pid, started = dead_process()
     me, here = os.getpid(), atomic.host_tag()
     dead = f"{pid}-{round(started * 100)}-{here}"
-    reused = f"{me}-{round((atomic.start_time(me) - 3600) * 100)}-{here}"  # my pid, older owner
+    reused = f"{me}-{round((start_time(me) - 3600) * 100)}-{here}"  # my pid, older owner
     gone = [f".a.tmp-{dead}", f".b.parquet.tmp-{dead}.x1y2", f".c.tmp-{reused}", f".d.tmp-{pid}"]
     kept = [
         f".e.tmp-{atomic.owner_tag()}",  # mine: a live writer

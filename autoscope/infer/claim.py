@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from autoscope.atomic import START_TOLERANCE_S, start_time
+from autoscope.procs import START_TOLERANCE_S, start_time
 
 LOCK_SUFFIX = ".lock"
 
@@ -43,8 +43,8 @@ def _stale(text: str) -> bool:
     now = start_time(int(pid))
     if now is None:
         return True
-    if not started or now < 0:
-        return False  # a claim without start time (older runs), or an unreadable process
+    if not started:
+        return False  # a claim without start time (older runs)
     return abs(now - int(started) / 100) > START_TOLERANCE_S
 
 
