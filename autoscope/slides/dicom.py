@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from autoscope.slides.inspect import SlideProblem
 from autoscope.slides.ome import ArrayPyramidReader
+from autoscope.slides.problems import SlideProblem
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy Image Storage
 

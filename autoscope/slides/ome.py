@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from autoscope.slides.inspect import SlideProblem
-from autoscope.slides.reader import TileReader
+from autoscope.slides.problems import SlideProblem
+from autoscope.slides.tile_reader import TileReader
 
 ZARR_META = (".zattrs", ".zgroup", "zarr.json")
 

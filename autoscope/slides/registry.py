@@ -67,10 +67,11 @@ def _stored(value: object, folder: Path, root: Path | None) -> object:
     """What the parquet records for a file path (relative to `folder` when inside `root`)."""
     if not isinstance(value, str) or not value or not os.path.isabs(value):
         return value
-    inside = root is not None and Path(value).resolve().is_relative_to(root.resolve())
-    if not inside and not Path(value).resolve().is_relative_to(folder.resolve()):
+    real = Path(os.path.realpath(value))  # never raises, a symbolic link loop included
+    inside = root is not None and real.is_relative_to(root.resolve())
+    if not inside and not real.is_relative_to(folder.resolve()):
         return value
-    return Path(os.path.relpath(Path(value).resolve(), folder.resolve())).as_posix()
+    return Path(os.path.relpath(real, folder.resolve())).as_posix()
 
 
 def _absolute(value: object, folder: Path) -> object:
