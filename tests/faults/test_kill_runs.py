@@ -8,6 +8,7 @@ inference leaves no process behind and its rerun gives the outputs of an uninter
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -179,7 +180,7 @@ def test_killed_sweep_resumes_without_lost_or_duplicate_trials(
     rng = random.Random(os.getpid())
     ws = tmp_path
     make_tiny_dataset(ws / "data" / "demo" / "datasets" / "tiny")
-    ov = [f"paths.workspace={ws}", "hpo=small", *TINY, "hpo.n_trials=3", "trainer.max_epochs=12"]
+    ov = [f"paths.workspace={ws}", "hpo=small", *TINY, "hpo.n_trials=2", "trainer.max_epochs=60"]
     ov += ["trainer.patience=null"]  # trials long enough to be killed mid-training
     cfg = compose("demo", ov)
     storage, name = str(cfg.paths.optuna_storage), str(cfg.hpo.study_name)
@@ -204,28 +205,37 @@ def test_killed_sweep_resumes_without_lost_or_duplicate_trials(
 
     proc = _start(ws, "train", "demo", "-m", *ov, *launcher)
     _wait(second_trial_running, proc, 400)
-    kids = _kill9(proc, rng, 1.0)
+    kids = _kill9(proc, rng, 0.5)
     assert _still_running(kids) == []  # the trials' workers died with the sweep
     cut = {t.number: t for t in trials()}
     running = {r.info.run_id for r in _runs(ws) if r.info.status == "RUNNING"}
-    victims = [t.user_attrs.get("run_id") for t in cut.values() if t.state.name == "RUNNING"]
-    victim_run = [r for r in victims if r in running][0]  # killed mid-training
+    victims = [t.user_attrs["run_id"] for t in cut.values()
+               if t.state.name == "RUNNING" and "run_id" in t.user_attrs]  # fmt: skip
+    left_running = [r for r in victims if r in running]  # the kernel killed them mid-training
+    if not launcher:  # one process: nothing but the next run can end its trial's run
+        assert left_running
 
     out = _cli(ws, "train", "demo", "-m", *ov, *launcher)
-    assert "marked KILLED" in out and victim_run in out
+    assert all(f"run {r}" in out for r in left_running)
+    assert ("marked KILLED" in out) == bool(left_running)
     final = trials()
     counted = [t for t in final if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(counted) == 3  # every trial once: none lost, none run twice
+    assert len(counted) == 2  # every trial once: none lost, none run twice
     runs = [t.user_attrs["run_id"] for t in counted]
-    assert len(set(runs)) == 3 and victim_run not in runs
+    assert len(set(runs)) == 2 and not set(victims) & set(runs)
     before = {n for n, t in cut.items() if t.state.name in ("COMPLETE", "PRUNED")}
     assert before <= {t.number for t in counted}  # finished trials were kept, not redone
     client = _client(ws)
-    assert client.get_run(victim_run).info.status == "KILLED"
-    assert all(client.get_run(r).info.status == "FINISHED" for r in runs if r)
+    for r in victims:  # killed mid-training: KILLED by the reaper (a joblib worker may fail first)
+        want = ("KILLED",) if r in left_running else ("KILLED", "FAILED")
+        assert client.get_run(r).info.status in want
+    for t in counted:  # a pruned trial's run ends KILLED by its own hand
+        want = "FINISHED" if t.state.name == "COMPLETE" else "KILLED"
+        assert client.get_run(t.user_attrs["run_id"]).info.status == want
     table = _cli(ws, "runs", "list", "demo", f"paths.workspace={ws}", "--sort", "val/acc")
-    ranked = table[table.index("run_id") :].splitlines()[1:]
-    assert all(ln.split()[0] != victim_run for ln in ranked[:3])
+    rows = [ln.split() for ln in table[table.index("run_id") :].splitlines()[1:]]
+    head = list(itertools.takewhile(lambda c: c[2] == "FINISHED" and c[3] != "-", rows))
+    assert head and not set(victims) & {c[0] for c in head}  # ranked: finished runs only
 
 
 # --- inference killed with SIGKILL, then rerun ------------------------------------------------
