@@ -68,8 +68,11 @@ class PackageSpec:
     cpu_index: str = "https://download.pytorch.org/whl/cpu"  # torch's CPU builds (no GPU asked)
     resources: dict[str, Any] = field(default_factory=dict)
     max_batch_size: int = 64
-    max_latency_ms: int = 1000
+    max_latency_ms: int = 30000
     workers: int = 1
+    threads: int = 2
+    torch_threads: int = 0
+    queue_limit: int = 256
     concurrency: int = 32
     timeout_s: int = 3600
     infer: dict[str, Any] = field(default_factory=dict)  # engine settings of the slide job
@@ -103,6 +106,9 @@ class PackageSpec:
             "max_batch_size": self.max_batch_size,
             "max_latency_ms": self.max_latency_ms,
             "workers": self.workers,
+            "threads": self.threads,
+            "torch_threads": self.torch_threads,
+            "queue_limit": self.queue_limit,
             "concurrency": self.concurrency,
             "resources": dict(self.resources),
             "timeout_s": self.timeout_s,

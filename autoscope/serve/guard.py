@@ -1,8 +1,9 @@
-"""Refuse bad slide jobs when they are submitted, not only when their result is fetched.
+"""ASGI guards of the service: bad slide jobs refused at submit, a bounded `predict` queue.
 
-BentoML queues a task before it validates its input, so `/slide/submit` would answer 200 to any
-body. This ASGI middleware checks the body of a submit first: malformed JSON or a missing path ->
-400, a path outside the allowed roots -> 403, no such slide file -> 404; everything else passes on.
+Slide jobs: BentoML queues a task before it validates its input, so `/slide/submit` would answer
+200 to any body. `SlideSubmitGuard` checks the body of a submit first: malformed JSON or a missing
+path -> 400, a path outside the allowed roots -> 403, no such slide file -> 404; everything else
+passes on. `PredictQueue` bounds the requests one worker holds (see there).
 """
 
 from __future__ import annotations
@@ -98,8 +99,75 @@ class SlideSubmitGuard:
         return None
 
 
-async def _reply(send: Send, status: int, message: str) -> None:
+async def _reply(
+    send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class PredictQueue:
+    """ASGI middleware bounding the `predict` requests one worker holds, with answers that say why.
+
+    BentoML's batching dispatcher queues without bound and drops a request whose wait would pass
+    `max_latency_ms` with a bare 503 ("An unexpected error has occurred"). Here a worker holds at
+    most `limit` requests (running or waiting): the next one is answered at once with 503, a
+    `Retry-After` and a message naming the limit; a 503 of the dispatcher itself gets a message
+    naming the latency budget. Every other answer passes unchanged.
+
+    Args:
+        app: the wrapped ASGI app.
+        route: the batched API's route (`/predict`).
+        limit: requests one worker holds (`package.queue_limit`).
+        max_latency_ms: the dispatcher's latency budget (`package.batching.max_latency_ms`).
+    """
+
+    def __init__(
+        self, app: Any, route: str = "/predict", limit: int = 256, max_latency_ms: int = 30000
+    ) -> None:
+        self.app = app
+        self.route = route
+        self.limit = limit
+        self.max_latency_ms = max_latency_ms
+        self.held = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.route:
+            await self.app(scope, receive, send)
+            return
+        if self.held >= self.limit:
+            await _reply(
+                send,
+                503,
+                f"queue full: this worker holds {self.held} predict requests, its limit "
+                f"(package.queue_limit={self.limit}); retry later",
+                [(b"retry-after", b"1")],
+            )
+            return
+        self.held += 1
+        dropped = False
+
+        async def reply(msg: Message) -> None:
+            nonlocal dropped
+            if msg["type"] == "http.response.start" and msg["status"] == 503:
+                dropped = True  # the dispatcher's own 503: say why, once the body comes
+                return
+            if dropped:
+                if msg["type"] == "http.response.body" and not msg.get("more_body", False):
+                    await _reply(
+                        send,
+                        503,
+                        f"request waited over {self.max_latency_ms} ms in the batching queue "
+                        "(package.batching.max_latency_ms); retry later",
+                        [(b"retry-after", b"1")],
+                    )
+                return
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, reply)
+        finally:
+            self.held -= 1

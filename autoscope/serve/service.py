@@ -1,11 +1,13 @@
 """The BentoML service of a package: batched patch prediction and whole-slide jobs.
 
 `predict` takes uint8 patches `[N, patch_px, patch_px, 3]` and returns class probabilities
-`[N, C]`; concurrent requests are merged into batches (`max_batch_size`, `max_latency_ms`). The
+`[N, C]`; concurrent requests are merged into batches (`max_batch_size`, `max_latency_ms`) and
+queue up to `queue_limit` per worker (then 503 "queue full", `guard.PredictQueue`). The
 `slide` task runs the inference engine of `autoscope infer` over one slide inside the allowed
-roots and returns its summary. Bad requests get a 4xx, never a 500. The allowed roots and the
-jobs folder come from the serve-time environment (`serve.settings`); the server binds the
-settings' `host` (127.0.0.1) unless `--host`/`BENTOML_HOST` says otherwise.
+roots and returns its summary. Bad requests get a 4xx, never a 500, and log one line
+(`serve.logs`). The allowed roots and the jobs folder come from the serve-time environment
+(`serve.settings`); the server binds the settings' `host` (127.0.0.1) unless
+`--host`/`BENTOML_HOST` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from pydantic import AfterValidator, BeforeValidator, Field
 
 from autoscope.archive.card import ModelCard, read_card
 from autoscope.infer.spec import InferSpec
-from autoscope.serve.guard import SlideSubmitGuard
+from autoscope.serve import logs
+from autoscope.serve.guard import PredictQueue, SlideSubmitGuard
 from autoscope.serve.settings import check_slide_path, load_settings
 
 SETTINGS = load_settings(bentoml.use_arguments(), os.environ)
+logs.install()  # a refused request logs one line, not a traceback
 
 
 def _card(tag: str) -> ModelCard:
@@ -60,6 +64,14 @@ def _slide_path(value: str) -> str:
     return check_slide_path(value, SETTINGS.allowed_roots)
 
 
+def torch_threads(setting: int, workers: int) -> int:
+    """Torch's intra-op threads of one worker: `setting`, or (0) this host's cores / workers."""
+    if setting > 0:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, workers))
+
+
 Patches = Annotated[np.ndarray, BeforeValidator(_patches)]
 SlidePath = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_slide_path)]
 
@@ -74,6 +86,7 @@ class PatchService:
         from autoscope.infer.models import load_model
 
         self.device = pick_device("auto")
+        torch.set_num_threads(torch_threads(SETTINGS.torch_threads, SETTINGS.workers))
         try:  # the slide job's writers (pandas, shapely, matplotlib) load now, not in a request
             importlib.import_module("autoscope.infer.writers")
         except ImportError:
@@ -136,10 +149,17 @@ _resources = {k: v for k, v in SETTINGS.resources.items() if v not in (None, 0, 
 PatchService = bentoml.service(  # type: ignore[misc]
     name=SETTINGS.name,
     workers=SETTINGS.workers,
+    threads=SETTINGS.threads,
     resources=_resources,
     traffic={"timeout": SETTINGS.timeout_s, "concurrency": SETTINGS.concurrency},
     http={"host": SETTINGS.host},
 )(PatchService)
+PatchService.add_asgi_middleware(
+    PredictQueue,
+    route="/predict",
+    limit=SETTINGS.queue_limit,
+    max_latency_ms=SETTINGS.max_latency_ms,
+)
 PatchService.add_asgi_middleware(
     SlideSubmitGuard,
     route="/slide",

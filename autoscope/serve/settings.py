@@ -35,9 +35,12 @@ class ServeSettings(BaseModel):
     name: str
     purpose: str = ""
     models: list[str] = Field(min_length=1)  # BentoML tags; the first answers `predict`
-    max_batch_size: int = 64
-    max_latency_ms: int = 200
-    workers: int = 1
+    max_batch_size: int = Field(64, ge=1)  # most patches per model call (and per request)
+    max_latency_ms: int = Field(30000, ge=1)  # how long a request may wait in the batching queue
+    workers: int = Field(1, ge=1)  # worker processes (each loads the models)
+    threads: int = Field(2, ge=1)  # threads per worker running the model (batches, slide jobs)
+    torch_threads: int = Field(0, ge=0)  # torch's intra-op threads per worker; 0: cores / workers
+    queue_limit: int = Field(256, ge=1)  # predict requests one worker holds; past it: 503 + why
     concurrency: int = 32
     resources: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int = 3600

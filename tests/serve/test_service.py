@@ -194,3 +194,44 @@ def test_package_again_reuses_the_bento(packaged: dict) -> None:
     first = package.run(packaged["cfg"])  # (rebuilt if the source changed since the fixture)
     again = package.run(packaged["cfg"])
     assert again["bento"] == first["bento"] and again["built"] is False
+
+
+def _log_after(log: Path, start: int, needle: str) -> str:
+    """The server log written after byte `start`, once it holds `needle` (waits for the line)."""
+    for _ in range(200):
+        text = log.read_bytes()[start:].decode(errors="replace")
+        if needle in text:
+            return text
+        time.sleep(0.05)
+    return log.read_bytes()[start:].decode(errors="replace")
+
+
+def test_concurrent_clients_queue_and_refusals_log_one_line(packaged: dict, server: str) -> None:
+    """8 clients at once all get their answers (no 5xx); a bad request logs one line."""
+    import httpx
+
+    rng = np.random.default_rng(1)
+    body = json.dumps({"patches": rng.integers(0, 256, (16, 32, 32, 3)).tolist()}).encode()
+    headers = {"content-type": "application/json"}
+
+    def client(_: int) -> list[int]:
+        got = []
+        with httpx.Client(timeout=120) as http:
+            for _ in range(6):
+                r = http.post(f"{server}/predict", content=body, headers=headers)
+                got.append(r.status_code if r.status_code != 200 or len(r.json()) == 16 else -1)
+        return got
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for got in pool.map(client, range(8)) for s in got]
+    assert statuses == [200] * 48
+
+    log = packaged["serve_log"]
+    start = log.stat().st_size
+    bad = json.dumps({"patches": np.zeros((2, 31, 32, 3), int).tolist()}).encode()
+    r = httpx.post(f"{server}/predict", content=bad, headers=headers)
+    assert r.status_code == 400 and "shape" in r.text
+    text = _log_after(log, start, "-> 400")
+    refusals = [ln for ln in text.splitlines() if "/predict -> 400" in ln]
+    assert len(refusals) == 1 and "must have shape" in refusals[0], text
+    assert "Traceback" not in text and "validation error" not in text.replace(refusals[0], "")

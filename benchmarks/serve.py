@@ -1,0 +1,265 @@
+"""The bento under load: 1, 8 and 32 concurrent clients against a real `bentoml serve`.
+
+Run: ``.venv/bin/python benchmarks/serve.py [--seconds 12] [--clients 1,8,32] [--set KEY=VALUE]``
+from the project root.
+
+It builds (or reuses) a small real bento as ``tests/serve/conftest.py`` does: one tiny archived
+classifier (``conf/model/tiny_cnn.yaml``, 32 px patches) in a workspace under
+``outputs/bench/serve_ws``, packaged by ``autoscope package`` with the package defaults of
+``conf/package/`` (``--set package.batching.max_latency_ms=1000`` etc. compose other settings;
+the bento version follows its settings, so each setting gets its own bento). It serves the bento
+with ``bentoml serve`` on 127.0.0.1 (a free port; the bento's own bind address), then, in one run,
+for each client count: every client (a thread with its own keep-alive ``httpx`` connection)
+posts the same pre-encoded JSON body of 16 random uint8 patches to ``/predict`` for ``--seconds``
+seconds, after a short warm-up. It prints a table (clients, requests, patches/s, p50 ms, p99 ms,
+errors by status) and writes ``outputs/bench/serve.json`` atomically: ``clients_<n>_*`` figures,
+``batched_vs_single`` (patches/s with 8 clients over patches/s with 1 client, both measured in
+this run; target >= 3), the error rates (target 0 at 8 and 32 clients) and the table.
+
+The clients run on the same machine as the server: their threads compete for the same cores
+(and so does anything else running), so the figures are a floor, and the ratio is what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "archive"))  # the tiny archived run of the serve tests
+OUT = Path("outputs") / "bench"
+PATCHES = 16  # patches per request
+TARGETS = {"clients_8_error_rate": 0.0, "clients_32_error_rate": 0.0, "batched_vs_single": 3.0}
+
+
+def build(workspace: Path, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The package config and `package.run`'s result: a bento of one tiny archived model."""
+    from fakes import compose_cfg, fake_run
+
+    from autoscope.config import compose
+    from autoscope.stages import archive, package
+
+    marker = workspace / "archived.json"
+    if not marker.is_file():
+        cfg = compose_cfg(workspace)
+        fake_run(cfg, val_acc=0.9)
+        archived = archive.run(cfg)
+        marker.write_text(json.dumps(archived, default=str))
+    pcfg = compose("demo", [f"paths.workspace={workspace}", *overrides], stage="package")
+    return pcfg, package.run(pcfg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(pcfg: Any, tag: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`bentoml serve <tag>` in its own process group, without --host; wait until ready."""
+    import httpx
+
+    from autoscope.stages.package import package_spec
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOST"}
+    env |= package_spec(pcfg).serve_env()
+    env |= {"BENTOML_HOME": str(pcfg.paths.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    exe = Path(sys.executable).with_name("bentoml")
+    log = open(log_path, "wb")  # noqa: SIM115 - the server's stdout, closed by stop()
+    proc = subprocess.Popen(
+        [str(exe), "serve", tag, "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    proc.log = log  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"bentoml serve exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - t0 > 120:
+            stop(proc)
+            raise SystemExit("bentoml serve not ready after 120 s")
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    proc.log.close()  # type: ignore[attr-defined]
+
+
+def body(patch_px: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 256, (PATCHES, patch_px, patch_px, 3), dtype=np.uint8)
+    return json.dumps({"patches": patches.tolist()}).encode()
+
+
+def load(url: str, clients: int, seconds: float, warmup_s: float, patch_px: int) -> dict[str, Any]:
+    """`clients` threads posting to /predict for `seconds` (after `warmup_s`): the figures."""
+    import httpx
+
+    bodies = [body(patch_px, i) for i in range(min(clients, 8))]
+    start = threading.Barrier(clients + 1)
+    t_begin = [0.0]
+    results: list[list[tuple[float, float, int]]] = [[] for _ in range(clients)]
+    bad: list[str] = []
+
+    def client(i: int) -> None:
+        headers = {"content-type": "application/json"}
+        content = bodies[i % len(bodies)]
+        with httpx.Client(timeout=300) as http:
+            start.wait()
+            end = t_begin[0] + warmup_s + seconds
+            while (now := time.perf_counter()) < end:
+                try:
+                    r = http.post(f"{url}/predict", content=content, headers=headers)
+                    status = r.status_code
+                    if status == 200 and len(r.json()) != PATCHES:
+                        status = -2  # a wrong answer
+                    elif status != 200 and len(bad) < 5:
+                        bad.append(f"{status}: {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    status = -1  # no answer
+                    if len(bad) < 5:
+                        bad.append(f"{type(e).__name__}: {e}")
+                results[i].append((now, time.perf_counter(), status))
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    t_begin[0] = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    t0 = t_begin[0] + warmup_s
+    # requests sent inside the measured window; throughput over the window
+    done = [r for rs in results for r in rs if r[0] >= t0]
+    ok = [r for r in done if r[2] == 200]
+    window = max(r[1] for r in done) - t0 if done else seconds
+    lat = sorted((r[1] - r[0]) * 1000 for r in ok)
+    errors = Counter(str(r[2]) for r in done if r[2] != 200)
+    return {
+        "clients": clients,
+        "requests": len(done),
+        "patches_per_s": round(len(ok) * PATCHES / window, 1),
+        "p50_ms": round(statistics.median(lat), 1) if lat else None,
+        "p99_ms": round(float(np.percentile(lat, 99)), 1) if lat else None,
+        "errors": dict(errors),
+        "error_rate": round(sum(errors.values()) / len(done), 4) if done else 1.0,
+        "sample_errors": bad,
+    }
+
+
+def log_report(log_path: Path) -> dict[str, int]:
+    text = log_path.read_text(errors="replace")
+    return {
+        "log_lines": text.count("\n"),
+        "tracebacks": text.count("Traceback (most recent call last)"),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=12.0, help="measured seconds per level")
+    ap.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per level")
+    ap.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override"
+    )
+    ap.add_argument("--workspace", type=Path, default=OUT / "serve_ws")
+    ap.add_argument("--out", type=Path, default=OUT / "serve.json")
+    args = ap.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+
+    from autoscope.atomic import write_json
+
+    t0 = time.perf_counter()
+    pcfg, built = build(args.workspace.resolve(), args.set)
+    build_s = time.perf_counter() - t0
+    settings = json.loads(
+        (Path(pcfg.paths.outputs) / "package" / str(pcfg.package.name) / "service.json").read_text()
+    )
+    patch_px = 32
+    log_path = OUT / "serve.log"
+    proc, url = serve(pcfg, built["bento"], log_path)
+    ready_s = time.perf_counter() - t0 - build_s
+    rows = []
+    try:
+        for n in levels:
+            rows.append(load(url, n, args.seconds, args.warmup, patch_px))
+    finally:
+        stop(proc)
+    out: dict[str, Any] = {
+        "bento": built["bento"],
+        "overrides": args.set,
+        "settings": {k: settings.get(k) for k in settings if k not in ("purpose", "infer")},
+        "patches_per_request": PATCHES,
+        "patch_px": patch_px,
+        "seconds_per_level": args.seconds,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.platform(),
+        "build_s": round(build_s, 1),
+        "serve_ready_s": round(ready_s, 1),
+        "server_log": log_report(log_path),
+        "table": rows,
+    }
+    for r in rows:
+        for k in ("requests", "patches_per_s", "p50_ms", "p99_ms", "error_rate", "errors"):
+            out[f"clients_{r['clients']}_{k}"] = r[k]
+    by = {r["clients"]: r for r in rows}
+    if 1 in by and 8 in by and by[1]["patches_per_s"]:
+        out["batched_vs_single"] = round(by[8]["patches_per_s"] / by[1]["patches_per_s"], 2)
+    out["targets"] = TARGETS
+    out["meets_targets"] = all(
+        (out.get(k) == v if v == 0 else (out.get(k) or 0) >= v) for k, v in TARGETS.items()
+    )
+    write_json(args.out, out)
+
+    print(f"bento {built['bento']}  settings {out['settings']}")
+    print(f"{'clients':>7} {'requests':>8} {'patches/s':>10} {'p50 ms':>8} {'p99 ms':>8}  errors")
+    for r in rows:
+        errs = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "none"
+        print(
+            f"{r['clients']:>7} {r['requests']:>8} {r['patches_per_s']:>10} "
+            f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8}  {errs}"
+        )
+        for e in r["sample_errors"][:2]:
+            print(f"          e.g. {e}")
+    print(
+        f"batched_vs_single={out.get('batched_vs_single')} (target >= 3)  "
+        f"server log: {out['server_log']}  -> {args.out}"
+    )
+    print("(clients and server share this machine's cores; read the ratio, not the absolutes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
