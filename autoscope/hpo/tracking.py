@@ -33,7 +33,12 @@ class StudyRun:
         self.experiment_id = ensure_experiment(project, stores)
         self.notes: list[str] = []
         run_id = study.user_attrs.get("mlflow_parent_run_id")
+        from autoscope.models.tracking import owner_tags
+
+        owner = owner_tags()  # a reaper elsewhere sees a live owner before the run is RUNNING
         if run_id and self._exists(run_id):
+            for key, value in owner.items():
+                self.client.set_tag(run_id, key, value)
             self.client.update_run(run_id, status="RUNNING")
         else:
             tags = {
@@ -43,6 +48,7 @@ class StudyRun:
                 "project": project.name,
                 "recipe": str(recipe),
                 "hpo.metric": metric,
+                **owner,
             }
             run = self.client.create_run(
                 self.experiment_id, run_name=f"hpo-{study.study_name}", tags=tags
