@@ -69,7 +69,7 @@ class PackageSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     max_batch_size: int = 64
     max_latency_ms: int = 30000
-    workers: int = 1
+    workers: int = 2
     threads: int = 2
     torch_threads: int = 0
     queue_limit: int = 256
