@@ -1,7 +1,7 @@
 """The bento under load: 1, 8 and 32 concurrent clients against a real `bentoml serve`.
 
-Run: ``.venv/bin/python benchmarks/serve.py [--seconds 12] [--clients 1,8,32] [--set KEY=VALUE]``
-from the project root.
+Run: ``.venv/bin/python benchmarks/serve.py [--seconds 12] [--clients 1,8,32] [--input npy|json]
+[--set KEY=VALUE]`` from the project root.
 
 It builds (or reuses) a small real bento as ``tests/serve/conftest.py`` does: one tiny archived
 classifier (``conf/model/tiny_cnn.yaml``, 32 px patches) in a workspace under
@@ -10,8 +10,11 @@ classifier (``conf/model/tiny_cnn.yaml``, 32 px patches) in a workspace under
 the bento version follows its settings, so each setting gets its own bento). It serves the bento
 with ``bentoml serve`` on 127.0.0.1 (a free port; the bento's own bind address), then, in one run,
 for each client count: every client (a thread with its own keep-alive ``httpx`` connection)
-posts the same pre-encoded JSON body of 16 random uint8 patches to ``/predict`` for ``--seconds``
-seconds, after a short warm-up. It prints a table (clients, requests, patches/s, p50 ms, p99 ms,
+posts the same pre-encoded body of 16 random uint8 patches for ``--seconds`` seconds, after a
+short warm-up: by default (``--input npy``) a multipart upload of one ``.npy`` file to
+``/predict_npy``, with ``--input json`` a JSON body of nested lists to ``/predict`` (whose parsing,
+~35 ms of server CPU per request, caps a 2-core server). Every client count of a run uses the
+same input. It prints a table (clients, requests, patches/s, p50 ms, p99 ms,
 errors by status) and writes ``outputs/bench/serve.json`` atomically: ``clients_<n>_*`` figures,
 ``batched_vs_single`` (patches/s with 8 clients over patches/s with 1 client, both measured in
 this run; target >= 3), the error rates (target 0 at 8 and 32 clients) and the table.
@@ -116,31 +119,49 @@ def stop(proc: subprocess.Popen) -> None:
     proc.log.close()  # type: ignore[attr-defined]
 
 
-def body(patch_px: int, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    patches = rng.integers(0, 256, (PATCHES, patch_px, patch_px, 3), dtype=np.uint8)
-    return json.dumps({"patches": patches.tolist()}).encode()
+ROUTES = {"npy": "/predict_npy", "json": "/predict"}
 
 
-def load(url: str, clients: int, seconds: float, warmup_s: float, patch_px: int) -> dict[str, Any]:
-    """`clients` threads posting to /predict for `seconds` (after `warmup_s`): the figures."""
+def body(patch_px: int, seed: int, kind: str = "npy") -> tuple[bytes, dict[str, str]]:
+    """One request's pre-encoded body and headers: a multipart `.npy` upload, or JSON lists."""
+    import io
+
     import httpx
 
-    bodies = [body(patch_px, i) for i in range(min(clients, 8))]
+    rng = np.random.default_rng(seed)
+    patches = rng.integers(0, 256, (PATCHES, patch_px, patch_px, 3), dtype=np.uint8)
+    if kind == "json":
+        content = json.dumps({"patches": patches.tolist()}).encode()
+        return content, {"content-type": "application/json"}
+    buf = io.BytesIO()
+    np.save(buf, patches, allow_pickle=False)
+    req = httpx.Request(
+        "POST", "http://x/", files={"patches": ("patches.npy", buf.getvalue(), "application/x-npy")}
+    )
+    return req.read(), {"content-type": req.headers["content-type"]}
+
+
+def load(
+    url: str, clients: int, seconds: float, warmup_s: float, patch_px: int, kind: str = "npy"
+) -> dict[str, Any]:
+    """`clients` threads posting to the `kind` route for `seconds` (after `warmup_s`): figures."""
+    import httpx
+
+    bodies = [body(patch_px, i, kind) for i in range(min(clients, 8))]
+    route = ROUTES[kind]
     start = threading.Barrier(clients + 1)
     t_begin = [0.0]
     results: list[list[tuple[float, float, int]]] = [[] for _ in range(clients)]
     bad: list[str] = []
 
     def client(i: int) -> None:
-        headers = {"content-type": "application/json"}
-        content = bodies[i % len(bodies)]
+        content, headers = bodies[i % len(bodies)]
         with httpx.Client(timeout=300) as http:
             start.wait()
             end = t_begin[0] + warmup_s + seconds
             while (now := time.perf_counter()) < end:
                 try:
-                    r = http.post(f"{url}/predict", content=content, headers=headers)
+                    r = http.post(f"{url}{route}", content=content, headers=headers)
                     status = r.status_code
                     if status == 200 and len(r.json()) != PATCHES:
                         status = -2  # a wrong answer
@@ -175,7 +196,60 @@ def load(url: str, clients: int, seconds: float, warmup_s: float, patch_px: int)
         "errors": dict(errors),
         "error_rate": round(sum(errors.values()) / len(done), 4) if done else 1.0,
         "sample_errors": bad,
+        "sent": sum(len(rs) for rs in results),  # warm-up included (for the CPU per request)
     }
+
+
+def server_cpu_s(proc: subprocess.Popen) -> float:
+    """CPU seconds (user + system) used so far by the server and all its worker processes."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(proc.pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def batch_stats(url: str, route: str) -> tuple[float, float]:
+    """`(model calls, requests merged into them)` of the route's API so far (/metrics)."""
+    import httpx
+
+    method = f'method_name="{route.strip("/")}"'
+    calls = merged = 0.0
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("bentoml_service_adaptive_batch_size_") and method in line:
+            name, value = line.split("{", 1)[0], float(line.rsplit(" ", 1)[1])
+            if name.endswith("_count"):
+                calls += value
+            elif name.endswith("_sum"):
+                merged += value
+    return calls, merged
+
+
+def measured(proc: subprocess.Popen, url: str, route: str, run: Any) -> dict[str, Any]:
+    """`run()`'s figures plus the server's and the clients' CPU per request, the batch sizes."""
+    cpu0, client0, (calls0, merged0) = (
+        server_cpu_s(proc),
+        time.process_time(),
+        batch_stats(url, route),
+    )
+    row = run()
+    cpu1, client1, (calls1, merged1) = (
+        server_cpu_s(proc),
+        time.process_time(),
+        batch_stats(url, route),
+    )
+    sent = row.pop("sent")
+    calls = calls1 - calls0
+    row["server_cpu_ms_per_request"] = round((cpu1 - cpu0) * 1000 / max(1, sent), 2)
+    row["client_cpu_ms_per_request"] = round((client1 - client0) * 1000 / max(1, sent), 2)
+    row["requests_per_model_call"] = round((merged1 - merged0) / calls, 2) if calls else None
+    return row
 
 
 def log_report(log_path: Path) -> dict[str, int]:
@@ -193,6 +267,12 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
     ap.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override"
+    )
+    ap.add_argument(
+        "--input",
+        choices=sorted(ROUTES),
+        default="npy",
+        help="request body: npy (multipart .npy upload to /predict_npy) or json (/predict)",
     )
     ap.add_argument("--workspace", type=Path, default=OUT / "serve_ws")
     ap.add_argument("--out", type=Path, default=OUT / "serve.json")
@@ -214,12 +294,21 @@ def main() -> int:
     rows = []
     try:
         for n in levels:
-            rows.append(load(url, n, args.seconds, args.warmup, patch_px))
+            rows.append(
+                measured(
+                    proc,
+                    url,
+                    ROUTES[args.input],
+                    lambda n=n: load(url, n, args.seconds, args.warmup, patch_px, args.input),
+                )
+            )
     finally:
         stop(proc)
     out: dict[str, Any] = {
         "bento": built["bento"],
         "overrides": args.set,
+        "input": args.input,
+        "route": ROUTES[args.input],
         "settings": {k: settings.get(k) for k in settings if k not in ("purpose", "infer")},
         "patches_per_request": PATCHES,
         "patch_px": patch_px,
@@ -244,12 +333,17 @@ def main() -> int:
     write_json(args.out, out)
 
     print(f"bento {built['bento']}  settings {out['settings']}")
-    print(f"{'clients':>7} {'requests':>8} {'patches/s':>10} {'p50 ms':>8} {'p99 ms':>8}  errors")
+    print(f"input: {args.input} ({ROUTES[args.input]}), {PATCHES} patches of {patch_px} px each")
+    print(
+        f"{'clients':>7} {'requests':>8} {'patches/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'srv cpu':>8} {'cli cpu':>8} {'req/call':>8}  errors"
+    )
     for r in rows:
         errs = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "none"
         print(
             f"{r['clients']:>7} {r['requests']:>8} {r['patches_per_s']:>10} "
-            f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8}  {errs}"
+            f"{r['p50_ms']!s:>8} {r['p99_ms']!s:>8} {r['server_cpu_ms_per_request']:>8} "
+            f"{r['client_cpu_ms_per_request']:>8} {r['requests_per_model_call']!s:>8}  {errs}"
         )
         for e in r["sample_errors"][:2]:
             print(f"          e.g. {e}")
@@ -257,7 +351,10 @@ def main() -> int:
         f"batched_vs_single={out.get('batched_vs_single')} (target >= 3)  "
         f"server log: {out['server_log']}  -> {args.out}"
     )
-    print("(clients and server share this machine's cores; read the ratio, not the absolutes)")
+    print(
+        "(srv/cli cpu: ms of server / client CPU per request; req/call: requests merged into one "
+        "model call. Clients and server share this machine's cores: read the ratio.)"
+    )
     return 0
 
 

@@ -235,3 +235,59 @@ def test_concurrent_clients_queue_and_refusals_log_one_line(packaged: dict, serv
     refusals = [ln for ln in text.splitlines() if "/predict -> 400" in ln]
     assert len(refusals) == 1 and "must have shape" in refusals[0], text
     assert "Traceback" not in text and "validation error" not in text.replace(refusals[0], "")
+
+
+def _npy(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def test_predict_npy_matches_the_json_api_and_refuses_bad_files(
+    packaged: dict, server: str
+) -> None:
+    """An uploaded `.npy` gets the JSON API's answers; a bad one a 4xx and one log line."""
+    import httpx
+
+    rng = np.random.default_rng(2)
+    batches = [rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for n in (1, 16, 5, 9)]
+
+    def npy_call(b: np.ndarray) -> httpx.Response:
+        files = {"patches": ("patches.npy", _npy(b), "application/x-npy")}
+        return httpx.post(f"{server}/predict_npy", files=files, timeout=60)
+
+    with ThreadPoolExecutor(4) as pool:  # concurrent: merged by the API's own batching
+        got = list(pool.map(npy_call, batches))
+    for b, r in zip(batches, got, strict=True):
+        assert r.status_code == 200, r.text
+        want = httpx.post(f"{server}/predict", json={"patches": b.tolist()}, timeout=60)
+        assert want.status_code == 200, want.text
+        np.testing.assert_allclose(np.array(r.json()), np.array(want.json()), atol=1e-6)
+        assert np.array(r.json()).shape == (len(b), 2)
+
+    log = packaged["serve_log"]
+    bad_files = [
+        _npy(np.zeros((2, 31, 32, 3), np.uint8)),  # wrong shape
+        _npy(np.zeros((17, 32, 32, 3), np.uint8)),  # over max_batch_size
+        _npy(np.full((1, 32, 32, 3), 300, np.int32)),  # not 0-255
+        _npy(np.zeros((1, 32, 32, 3), np.float32)),  # not integers
+        _npy(np.array([{"a": 1}], dtype=object), allow_pickle=True),  # a pickle: never loaded
+        b"\x93NUMPY not really",
+        b"",
+    ]
+    for raw in bad_files:
+        start = log.stat().st_size
+        files = {"patches": ("patches.npy", raw, "application/x-npy")}
+        r = httpx.post(f"{server}/predict_npy", files=files, timeout=60)
+        assert 400 <= r.status_code < 500, r.text
+        text = _log_after(log, start, "/predict_npy -> 4")
+        refusals = [ln for ln in text.splitlines() if "/predict_npy -> 4" in ln]
+        assert len(refusals) == 1 and "Traceback" not in text, text
+    raw_body = httpx.post(
+        f"{server}/predict_npy",
+        content=_npy(batches[0]),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert 400 <= raw_body.status_code < 500, raw_body.text
