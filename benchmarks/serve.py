@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python benchmarks/serve.py [--seconds 12] [--clients 1,8,32] [--input npy|json]
 [--set KEY=VALUE]`` from the project root.
 
-It builds (or reuses) a small real bento as ``tests/serve/conftest.py`` does: one tiny archived
-classifier (``conf/model/tiny_cnn.yaml``, 32 px patches) in a workspace under
-``outputs/bench/serve_ws``, packaged by ``autoscope package`` with the package defaults of
+It builds (or reuses) a small real bento as ``tests/serve/conftest.py`` does: one archived
+classifier, by default the demo's model (``--model small_cnn``: ``conf/model/small_cnn.yaml``,
+64 px patches, random weights; ``--model tiny_cnn`` is the tests' 32 px one) in a workspace under
+``outputs/bench/serve_ws_<model>``, packaged by ``autoscope package`` with the package defaults of
 ``conf/package/`` (``--set package.batching.max_latency_ms=1000`` etc. compose other settings;
 the bento version follows its settings, so each setting gets its own bento). It serves the bento
 with ``bentoml serve`` on 127.0.0.1 (a free port; the bento's own bind address), then, in one run,
@@ -50,8 +51,13 @@ PATCHES = 16  # patches per request
 TARGETS = {"clients_8_error_rate": 0.0, "clients_32_error_rate": 0.0, "batched_vs_single": 3.0}
 
 
-def build(workspace: Path, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
-    """The package config and `package.run`'s result: a bento of one tiny archived model."""
+MODELS = {"small_cnn": 64, "tiny_cnn": 32}  # model -> its patch side (px)
+
+
+def build(
+    workspace: Path, overrides: list[str], model: str, patch_px: int
+) -> tuple[Any, dict[str, Any]]:
+    """The package config and `package.run`'s result: a bento of one archived `model`."""
     from fakes import compose_cfg, fake_run
 
     from autoscope.config import compose
@@ -60,7 +66,8 @@ def build(workspace: Path, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
     marker = workspace / "archived.json"
     if not marker.is_file():
         cfg = compose_cfg(workspace)
-        fake_run(cfg, val_acc=0.9)
+        arch = compose("demo", [f"model={model}"]).model
+        fake_run(cfg, val_acc=0.9, patch_px=patch_px, arch=arch)
         archived = archive.run(cfg)
         marker.write_text(json.dumps(archived, default=str))
     pcfg = compose("demo", [f"paths.workspace={workspace}", *overrides], stage="package")
@@ -274,7 +281,15 @@ def main() -> int:
         default="npy",
         help="request body: npy (multipart .npy upload to /predict_npy) or json (/predict)",
     )
-    ap.add_argument("--workspace", type=Path, default=OUT / "serve_ws")
+    ap.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="small_cnn",
+        help="the archived model: small_cnn (the demo's default, 64 px) or tiny_cnn (32 px)",
+    )
+    ap.add_argument(
+        "--workspace", type=Path, default=None, help="default: outputs/bench/serve_ws_<model>"
+    )
     ap.add_argument("--out", type=Path, default=OUT / "serve.json")
     args = ap.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
@@ -282,12 +297,13 @@ def main() -> int:
     from autoscope.atomic import write_json
 
     t0 = time.perf_counter()
-    pcfg, built = build(args.workspace.resolve(), args.set)
+    patch_px = MODELS[args.model]
+    workspace = args.workspace or OUT / f"serve_ws_{args.model}"
+    pcfg, built = build(workspace.resolve(), args.set, args.model, patch_px)
     build_s = time.perf_counter() - t0
     settings = json.loads(
         (Path(pcfg.paths.outputs) / "package" / str(pcfg.package.name) / "service.json").read_text()
     )
-    patch_px = 32
     log_path = OUT / "serve.log"
     proc, url = serve(pcfg, built["bento"], log_path)
     ready_s = time.perf_counter() - t0 - build_s
@@ -312,6 +328,7 @@ def main() -> int:
         "settings": {k: settings.get(k) for k in settings if k not in ("purpose", "infer")},
         "patches_per_request": PATCHES,
         "patch_px": patch_px,
+        "model": args.model,
         "seconds_per_level": args.seconds,
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),

@@ -53,7 +53,9 @@ def _png(path: Path, rgb: tuple[int, int, int]) -> Path:
     return path
 
 
-def fake_run(cfg: Any, val_acc: float = 0.9, seed: int = 0, patch_px: int = 32) -> str:
+def fake_run(
+    cfg: Any, val_acc: float = 0.9, seed: int = 0, patch_px: int = 32, arch: Any = None
+) -> str:
     """Create one finished run with weights, spec, metrics and review pictures; return its id."""
     import mlflow
     import torch
@@ -63,8 +65,9 @@ def fake_run(cfg: Any, val_acc: float = 0.9, seed: int = 0, patch_px: int = 32) 
     _fresh_mlflow_db(cfg)
     torch.manual_seed(seed)
     classes = [dict(c) for c in cfg.project.classes]
-    model = PatchClassifier.build(TINY_ARCH, len(classes)).eval()
-    spec = make_spec(TINY_ARCH, classes, mpp=float(cfg.project.target_mpp), patch_px=patch_px)
+    arch = TINY_ARCH if arch is None else arch  # a `conf/model/*.yaml` block (default tiny_cnn)
+    model = PatchClassifier.build(arch, len(classes)).eval()
+    spec = make_spec(arch, classes, mpp=float(cfg.project.target_mpp), patch_px=patch_px)
     client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri)
     exp = client.get_experiment_by_name(cfg.project.name)
     exp_id = (
