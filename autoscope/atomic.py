@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -87,13 +88,19 @@ def sweep_stale(folder: Path | str, say: Callable[[str], None] = print) -> list[
         pid = stale_owner(p.name)
         if pid is None:
             continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
+        # claim it first: one rename wins, so concurrent sweepers remove (and report) it once;
+        # the claimed name is this live process's temp, swept in turn should this one die
+        tomb = folder / f".swept{TMP_MARK}{owner_tag()}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(p, tomb)
+        except FileNotFoundError:
+            continue  # another sweeper took it
+        if tomb.is_dir() and not tomb.is_symlink():
+            shutil.rmtree(tomb, ignore_errors=True)
         else:
-            p.unlink(missing_ok=True)
-        if not p.exists():
-            removed.append(p)
-            say(f"removed stale temp {p.name} of dead pid {pid}")
+            tomb.unlink(missing_ok=True)
+        removed.append(p)
+        say(f"removed stale temp {p.name} of dead pid {pid}")
     return removed
 
 
