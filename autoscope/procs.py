@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 START_TOLERANCE_S = 1.0  # start times read twice differ by clock-tick rounding at most
@@ -123,3 +125,27 @@ def port_holder(host: str, port: int) -> str | None:
                 cmd = "?"
             return f"process {c.pid} ({cmd})"
     return "another process"
+
+
+def stop_group(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM a process group led by `proc` (a `start_new_session` child), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def still_running(pids: list[int], within_s: float = 5.0) -> list[int]:
+    """The pids among `pids` still running after up to `within_s` s (zombies count as gone)."""
+    deadline = time.monotonic() + within_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if start_time(p) is not None]
+        time.sleep(0.1)
+    return alive

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import socket
 import statistics
 import subprocess
@@ -117,12 +116,9 @@ def serve(pcfg: Any, tag: str, log_path: Path) -> tuple[subprocess.Popen, str]:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    from autoscope.procs import stop_group
+
+    stop_group(proc, timeout_s=20)
     proc.log.close()  # type: ignore[attr-defined]
 
 

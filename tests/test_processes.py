@@ -8,13 +8,12 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from autoscope.procs import Owner, me, start_time
+from autoscope.procs import Owner, me, still_running
 
 PY = sys.executable
 
@@ -35,16 +34,6 @@ def _parent(script: str, *args: str) -> tuple[subprocess.Popen, list[int]]:
     assert line.startswith("ready"), f"parent did not start: {line!r} {proc.stderr.read()}"
     kids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     return proc, kids
-
-
-def _gone(pids: list[int], within_s: float) -> list[int]:
-    """The pids among `pids` still running after `within_s` seconds (zombies count as gone)."""
-    deadline = time.monotonic() + within_s
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if start_time(p) is not None]
-        time.sleep(0.1)
-    return alive
 
 
 def _kill9(proc: subprocess.Popen) -> None:
@@ -84,7 +73,7 @@ def test_pool_workers_die_with_a_killed_parent() -> None:
     proc, kids = _parent(POOL)
     assert len(kids) >= 2
     _kill9(proc)
-    assert _gone(kids, 5.0) == []
+    assert still_running(kids, 5.0) == []
 
 
 WATCHED = """
@@ -106,7 +95,7 @@ def test_watchdog_alone_ends_an_orphan() -> None:
     proc, kids = _parent(WATCHED)
     assert len(kids) == 1
     _kill9(proc)
-    assert _gone(kids, 5.0) == []
+    assert still_running(kids, 5.0) == []
 
 
 READER = """
@@ -128,7 +117,7 @@ def test_patch_readers_die_with_a_killed_parent(synth_slide) -> None:
     proc, kids = _parent(READER, str(synth_slide.path))
     assert len(kids) >= 3  # the forkserver and two readers at least
     _kill9(proc)
-    assert _gone(kids, 5.0) == []
+    assert still_running(kids, 5.0) == []
 
 
 def test_die_with_parent_when_the_parent_is_already_gone(tmp_path: Path) -> None:

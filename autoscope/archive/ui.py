@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from autoscope.errors import UserError
+from autoscope.procs import stop_group
 from autoscope.project import Stores
 
 
@@ -37,20 +37,6 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> bool:
         except OSError:
             time.sleep(0.5)
     return False
-
-
-def stop_group(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    """SIGTERM the server's process group (then SIGKILL if it lingers)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=timeout_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def serve_ui(stores: Stores, project: str, port: int, check: bool = False) -> None:

@@ -30,7 +30,7 @@ from infer_helpers import archive_model  # noqa: E402
 from tinydata import TINY_TRAIN, make_tiny_dataset  # noqa: E402
 
 from autoscope.models.tracking import OWNER_TAGS, owner_tags, reap_dead_runs  # noqa: E402
-from autoscope.procs import start_time  # noqa: E402
+from autoscope.procs import still_running  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; from autoscope.cli import main; sys.exit(main())"]
 TINY = ["++dataset.name=tiny", *TINY_TRAIN, "trainer.max_minutes=null"]
@@ -69,18 +69,9 @@ def _kill9(proc: subprocess.Popen, rng: random.Random, max_delay_s: float) -> tu
     kids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    alive = _still_running(kids)
+    alive = still_running(kids)
     proc.stdout.close()
     return kids, alive
-
-
-def _still_running(pids: list[int], within_s: float = 5.0) -> list[int]:
-    deadline = time.monotonic() + within_s
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if start_time(p) is not None]
-        time.sleep(0.1)
-    return alive
 
 
 def _client(ws: Path):

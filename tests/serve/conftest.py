@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -104,10 +103,7 @@ def server(packaged: dict[str, Any]) -> Iterator[str]:
         packaged["serve_log"] = Path(log.name)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        from autoscope.procs import stop_group
+
+        stop_group(proc, timeout_s=20)
         log.close()
