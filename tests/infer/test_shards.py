@@ -98,10 +98,11 @@ def test_a_slide_claimed_by_a_live_job_is_left_alone(demo_like, tmp_path):
     assert (stale / "summary.json").is_file() and not claim.lock_path(stale).exists()
 
 
-def _race(slide_dir: str, barrier, wins) -> None:
+def _race(slide_dir: str, barrier, wins, done) -> None:
     barrier.wait()
     if claim.try_claim(Path(slide_dir)):
         wins.put(os.getpid())
+    done.wait()  # the winner stays alive until every job has tried (a dead owner's claim is stale)
 
 
 def test_racing_jobs_claim_a_slide_once(tmp_path):
@@ -110,8 +111,9 @@ def test_racing_jobs_claim_a_slide_once(tmp_path):
         slide = tmp_path / f"slide-{content is None}"
         if content:
             claim.lock_path(slide).write_text(content)
-        barrier, wins = ctx.Barrier(4), ctx.Queue()
-        procs = [ctx.Process(target=_race, args=(str(slide), barrier, wins)) for _ in range(4)]
+        barrier, done, wins = ctx.Barrier(4), ctx.Barrier(4), ctx.Queue()
+        args = (str(slide), barrier, wins, done)
+        procs = [ctx.Process(target=_race, args=args) for _ in range(4)]
         for p in procs:
             p.start()
         for p in procs:
