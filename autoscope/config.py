@@ -243,11 +243,14 @@ def _fits(default: bool | int | float, v) -> bool:
 def project_spec(cfg) -> ProjectSpec:
     """The typed project (`cfg.project`) that library code takes."""
     from autoscope.project import ClassSpec, ProjectSpec
+    from autoscope.tasks import family
 
     p = cfg.project
+    task = str(p.get("task", "tissue_classification"))
+    family(task)  # an unknown task is one clear line, before anything runs
     return ProjectSpec(
         name=str(p.name),
-        task=str(p.get("task", "tissue_classification")),
+        task=task,
         classes=tuple(ClassSpec(str(c.name), str(c.get("color", "#808080"))) for c in p.classes),
         target_mpp=None if p.get("target_mpp") is None else float(p.target_mpp),
         product=str(p.get("product", "")),

@@ -31,6 +31,7 @@ from autoscope.datasets.shards import pyramid_level, write_shards
 from autoscope.datasets.spec import SPLIT_UNITS, DatasetSpec
 from autoscope.datasets.splits import SPLITS, assign_splits, split_counts
 from autoscope.datasets.store import MANIFEST, dataset_dir, dataset_version
+from autoscope.datasets.targets import Targets
 from autoscope.errors import UserError
 from autoscope.locks import in_stores, store_lock
 from autoscope.portable import portable_path
@@ -178,7 +179,12 @@ def _progress(total: int):
 
 
 def build_dataset(
-    ds: DatasetSpec, project: ProjectSpec, stores: Stores, *, detector: Any
+    ds: DatasetSpec,
+    project: ProjectSpec,
+    stores: Stores,
+    *,
+    detector: Any,
+    targets: Targets | None = None,
 ) -> dict[str, Any]:
     """Build a dataset into `<stores.data>/datasets/<name>/` and return a summary.
 
@@ -188,6 +194,8 @@ def build_dataset(
         stores: The project's stores (workspace for `dvc_add`, data folder for registry/datasets).
         detector: Tissue detector (`mask(rgb)`) for slide-label sources on slides whose registry
             row has no stored tissue mask.
+        targets: a dense task's targets (segmentation masks, detection cells): it plans the
+            patches and writes its own files beside the shards (None: patch labels only).
 
     Raises:
         UserError: a bad spec or input; nothing is written then.
@@ -201,7 +209,7 @@ def build_dataset(
     sweep_stale(final.parent)  # a killed build's `.<name>.tmp-<pid>...` folders
     sweep_stale(final.parent / ".versions")
     registry = load_registry(stores)
-    plan, points = make_plan(ds, project, registry, detector)
+    plan, points = (targets.plan if targets else make_plan)(ds, project, registry, detector)
     duplicates = duplicate_images(plan, project.class_names)  # finish_plan keeps the first
     for line in duplicate_note(duplicates):
         print(f"dataset {ds.name}: {line}", flush=True)
@@ -231,11 +239,15 @@ def build_dataset(
             "split_by": str(ds.split.by),
             "seed": int(ds.split.seed),
         }
+        if targets:  # the dense task's own files (masks, cells) and their statistics
+            extra["targets"] = targets.write(plan, tmp, ds, project, slides)
         stats = compute_stats(manifest, project.class_names, colour.result(), extra, duplicates)
         write_stats(tmp, stats)
         pictures = write_pictures(
             tmp, manifest, project.class_dicts(), int(ds.patch_px), int(ds.split.seed)
         )
+        if targets:
+            pictures.update(targets.pictures(tmp, plan, project, ds))
         write_report(tmp, stats, pictures)
     with lock():
         version = dataset_version(final)

@@ -26,8 +26,10 @@ def draw_review(version_dir: Path, slide_path: str, spec: InferSpec) -> dict[str
     Returns:
         Card review entries: `heatmap` and `heatmap_overview` (paths relative to the card).
     """
-    from autoscope.infer.engine import infer_slide
     from autoscope.infer.models import load_model
+    from autoscope.tasks import entry
+
+    infer_slide = entry(spec.task, "engine")  # the task family's engine
 
     model, _ = load_model(version_dir)
     review = Path(version_dir) / "review"

@@ -154,8 +154,8 @@ def run_one(
     The slide is claimed first (`claim.claimed`): a slide another live job is running comes
     back `busy`, one that job finished meanwhile `skipped`; neither is written again.
     """
-    from autoscope.infer.engine import infer_slide
     from autoscope.infer.writers import is_done
+    from autoscope.tasks import entry
 
     t0 = time.perf_counter()
     slide_dir = Path(out_dir) / job.name
@@ -166,6 +166,7 @@ def run_one(
         if resume and is_done(slide_dir):
             return {**res, "status": "skipped"}
         try:
+            infer_slide = entry(_WORKER["spec"].task, "engine")  # the task family's engine
             summary = infer_slide(
                 _WORKER["model"],
                 job.path,

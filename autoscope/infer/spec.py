@@ -21,7 +21,7 @@ PREFETCH_SHARE = 0.5  # share of `memory` the read-ahead queue may hold
 DECODE_MODES = ("auto", "cpu", "gpu")  # where JPEG tiles are decoded (see `engine.predict_slide`)
 ENGINE_SETTINGS = (  # the keys of conf/infer/ an InferSpec takes (the rest pick model/slides)
     "stride_px", "batch_size", "workers", "device", "decode", "min_tissue",
-    "memory", "progress", "instances", "resume",
+    "memory", "progress", "instances", "resume", "segment", "detect",
 )  # fmt: skip
 JOB_SETTINGS = ("model", "slides", "out_root", "shard", "shards")  # read by the infer stage
 _SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
@@ -65,6 +65,8 @@ class InferSpec:
     progress: bool = True
     instances: int = 1
     resume: bool = True
+    segment: dict[str, Any] = field(default_factory=dict)  # infer.segment: segmentation engine
+    detect: dict[str, Any] = field(default_factory=dict)  # infer.detect: the detection engine's
 
     @classmethod
     def from_card(
@@ -176,6 +178,9 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
     for k in ("progress", "resume"):
         if k in out:
             out[k] = bool(out[k])
+    for k in ("segment", "detect"):  # a family's own block (its engine checks its keys)
+        if k in out:
+            out[k] = dict(out[k] or {})
     if "memory" in out:
         out["memory"] = parse_bytes(out["memory"])
     if out.get("instances", 1) > 1:

@@ -88,10 +88,13 @@ def build(cfg: Any) -> dict:
     from autoscope.config import project_spec, stores_spec
     from autoscope.datasets.build import build_dataset
     from autoscope.stages.slides import detector_from
+    from autoscope.tasks import entry
 
     spec = dataset_spec(cfg)
     project, stores = project_spec(cfg), stores_spec(cfg)
-    result = build_dataset(spec, project, stores, detector=detector_from(cfg))
+    make_targets = entry(project.task, "targets")  # masks or cells of a dense task
+    targets = make_targets() if make_targets else None
+    result = build_dataset(spec, project, stores, detector=detector_from(cfg), targets=targets)
     print(f"dataset {result['name']} version {result['version']}: {result['dir']}")
     print(f"report: {result['report']}")
     return result

@@ -196,6 +196,19 @@ def _warn_few_val_groups(ddir: Path, least: Any) -> None:
         )
 
 
+def _data_module(cfg: Any, kit: Any, ddir: Path, num_classes: int) -> Any:
+    """The family's LightningDataModule with the `trainer.data` keys (its own class if any)."""
+    from hydra.utils import instantiate
+
+    from autoscope.config import to_dict
+
+    if kit.data_module is None:  # classification: trainer.data._target_ as configured
+        make = instantiate(cfg.trainer.data, _convert_="all")
+        return make(dataset_dir=ddir, num_classes=num_classes)
+    keys = {k: v for k, v in to_dict(cfg.trainer.data).items() if not k.startswith("_")}
+    return kit.get("data_module")(dataset_dir=ddir, num_classes=num_classes, **keys)
+
+
 def train_once(cfg: Any, trial: Any = None) -> dict:
     """Fit, pick the best checkpoint, test, and record everything through the run's logger.
 
@@ -215,10 +228,12 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
 
     from autoscope.atomic import write_text
     from autoscope.config import project_spec, stores_spec, to_dict
-    from autoscope.models import artifacts, build, tracking
-    from autoscope.models.classifier import make_spec
+    from autoscope.models import build, tracking
+    from autoscope.models.artifacts import save_model
+    from autoscope.tasks import entry
 
     project, stores = project_spec(cfg), stores_spec(cfg)
+    kit = entry(project.task, "kit")  # the family's model, data, module, spec and test report
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")  # TF32 matmuls for the fp32 parts on GPUs
@@ -227,15 +242,13 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     ddir = build.dataset_dir(stores, cfg.dataset.get("name"))
     names = project.class_names
     arch = to_dict(cfg.model)
-    model = build.build_classifier(
-        arch, len(names), stores
-    )  # before the data: bad weights fail fast
-    dm = instantiate(cfg.trainer.data, _convert_="all")(dataset_dir=ddir, num_classes=len(names))
+    model = kit.get("build_model")(arch, len(names), stores)  # before the data: fail fast
+    dm = _data_module(cfg, kit, ddir, len(names))
     dm.setup()
     if trial is None or trial.number == 0:
         _warn_few_val_groups(ddir, cfg.trainer.get("min_val_groups"))
     m = cfg.model
-    module = build.build_module(
+    module = kit.get("build_module")(
         model,
         loss=instantiate(m.loss, _convert_="all"),
         optimizer=instantiate(m.optimizer, _convert_="all"),
@@ -273,13 +286,13 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         metrics["epochs"] = float(trainer.current_epoch)
         metrics["val_held_out"] = 0.0 if refits(cfg) else 1.0  # a refit saw val in training
         mpp = build.dataset_mpp(ddir, dm.patch_px, project.target_mpp)
-        spec = make_spec(arch, project.classes, mpp, dm.patch_px)
-        files = list(artifacts.save_model(run_dir, model, spec))
+        spec = kit.get("make_spec")(arch, project.classes, mpp, dm.patch_px)
+        files = list(save_model(run_dir, model, spec))
         files.append(write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True)))
         if cfg.logger.log_pictures and has_test:
-            per_class, pics = artifacts.test_report(
+            per_class, pics = kit.get("test_report")(
                 module,
-                dm.splits["test"][0],
+                dm.splits["test"],
                 names,
                 run_dir,
                 int(cfg.trainer.sample_grid),
