@@ -79,6 +79,8 @@ def check_thresholds(metrics: dict[str, float], minimum: dict, maximum: dict, ru
     """
     for bound, table in (("min", minimum), ("max", maximum)):
         for name, limit in (table or {}).items():
+            if limit is None:  # `val/acc: null` lifts a default bound (another family's metric)
+                continue
             if name not in metrics:
                 raise UserError(f"archive.thresholds.{bound}: run {run_id} has no metric '{name}'")
             value = float(metrics[name])
