@@ -1,8 +1,10 @@
 """The BentoML service of a package: batched patch prediction and whole-slide jobs.
 
 `predict` takes uint8 patches `[N, patch_px, patch_px, 3]` and returns class probabilities
-`[N, C]`; concurrent requests are merged into batches (`max_batch_size`, `max_latency_ms`) and
-queue up to `queue_limit` per worker (then 503 "queue full", `guard.PredictQueue`).
+`[N, C]` (a classification package; `mask` and `cells` are a segmentation and a detection
+package's patch APIs); concurrent requests are merged into batches (`max_batch_size`,
+`max_latency_ms`) and queue up to `queue_limit` per worker (then 503 "queue full",
+`guard.PredictQueue`).
 `predict_npy` is the same batched API for a compact binary body: a multipart upload whose
 `patches` file is an `.npy` array (`np.save`; read with `allow_pickle=False`), checked by the
 same `uint8_patches` (JSON lists of ints cost ~35 ms of CPU per 16 patches to parse). The
@@ -98,6 +100,7 @@ def torch_threads(setting: int, workers: int) -> int:
     return max(1, (cores or 1) // max(1, workers))
 
 
+ROUTES = {"classification": "/predict", "segmentation": "/mask", "detection": "/cells"}
 Patches = Annotated[np.ndarray, BeforeValidator(_patches)]
 # a file field: BentoML reads it from a multipart upload (`FileSchema` -> a temp file), then ours
 NpyPatches = Annotated[Path, AfterValidator(_npy_patches)]
@@ -137,6 +140,16 @@ class PatchService:
         """Class probabilities `[N, C]` (float32; order = the card's classes) for uint8 patches."""
         return self._probabilities(patches)
 
+    @bentoml.api
+    def mask(self, patches: Patches, model: str = "") -> list[dict[str, Any]]:
+        """A segmentation model's class index per pixel of each patch, and its class areas."""
+        return self._dense("segmentation", patches, model)
+
+    @bentoml.api
+    def cells(self, patches: Patches, model: str = "") -> list[dict[str, Any]]:
+        """A cell detection model's cells in each patch: x, y (patch px), class, probability."""
+        return self._dense("detection", patches, model)
+
     @bentoml.api(
         batchable=True,
         max_batch_size=SETTINGS.max_batch_size,
@@ -158,19 +171,40 @@ class PatchService:
         The slide is tiled as `autoscope infer` tiles it: the card's resolution, tile size and
         tissue detector, the package's engine settings.
         """
-        from autoscope.infer.engine import SlideError, infer_slide
+        from autoscope.infer.engine import SlideError
+        from autoscope.tasks import entry
 
         net, card = self._pick(model)
         out_dir = Path(SETTINGS.jobs_dir) / str(card.bentoml_tag).replace(":", "-")
+        infer_slide = entry(card.task, "engine")  # the task family's engine
         try:
             return infer_slide(net, path, out_dir, SPECS[card.bentoml_tag])
         except SlideError as e:
             raise UnprocessableEntity(str(e)) from None
 
+    def _dense(self, want: str, patches: np.ndarray, tag: str) -> list[dict[str, Any]]:
+        """Run the patch API of the `want` family (a model of another task is a 400)."""
+        import torch
+
+        from autoscope.tasks import entry, family
+
+        net, card = self._pick(tag)
+        have = family(card.task, "card task")
+        if have != want:
+            raise InvalidArgument(f"model {card.name} is a {card.task} model: use {ROUTES[have]}")
+        with torch.inference_mode():
+            return entry(card.task, "patches")(net, patches, SPECS[card.bentoml_tag])
+
     def _probabilities(self, patches: np.ndarray) -> np.ndarray:
         import torch
 
-        model = self.models[CARDS[0].bentoml_tag]
+        from autoscope.tasks import family
+
+        card = CARDS[0]
+        have = family(card.task, "card task")
+        if have != "classification":
+            raise InvalidArgument(f"model {card.name} is a {card.task} model: use {ROUTES[have]}")
+        model = self.models[card.bentoml_tag]
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(patches)).to(self.device)
             return torch.softmax(model(x).float(), dim=1).cpu().numpy()
