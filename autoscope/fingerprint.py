@@ -20,7 +20,7 @@ from typing import Any
 from autoscope.atomic import write_text
 
 PACKAGE = Path(__file__).resolve().parent
-COMMON = ("atomic.py", "config.py", "project.py", "errors.py", "stages/app.py")
+COMMON = ("atomic.py", "config.py", "project.py", "errors.py", "tasks.py", "stages/app.py")
 CODE: dict[str, tuple[str, ...]] = {  # what each stage runs (package-relative files and folders)
     "ingest": ("slides", "stages/slides.py", "stages/project.py"),
     "dataset": ("datasets", "slides", "stages/dataset.py"),

@@ -97,33 +97,6 @@ def _entry_point() -> str:
         return "autoscope.stages.train"
 
 
-def _final_evaluation(trainer: Any, module: Any, dm: Any, keep_last: bool) -> tuple:
-    """Restore the best checkpoint (unless `keep_last`), validate and test it, log nothing.
-
-    Returns:
-        (val metrics, test metrics (empty without a test split), the step of the kept weights'
-        point on the `val/*` curves: Lightning logs an epoch's validation at the step of its
-        last batch, the global step the checkpoint (or the fit) ended at minus one).
-    """
-    import torch
-
-    best = None if keep_last else trainer.checkpoint_callback.best_model_path
-    steps = trainer.global_step
-    if best:
-        saved = torch.load(best, map_location="cpu", weights_only=True)
-        module.load_state_dict(saved["state_dict"])
-        steps = int(saved.get("global_step", steps))
-    step = max(steps - 1, 0)
-    loggers, trainer.loggers = trainer.loggers, []  # the caller logs the figures, once
-    try:
-        val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-        has_test = len(dm.splits["test"][1]) > 0  # a dataset without a test split still trains
-        test = trainer.test(module, datamodule=dm, verbose=False)[0] if has_test else {}
-    finally:
-        trainer.loggers = loggers
-    return val, test, step
-
-
 def refits(cfg: Any) -> bool:
     """Whether this run fits on train+val (a final refit): no early stop, the last weights kept."""
     return "val" in str(cfg.trainer.get("fit_on") or "train")
@@ -175,27 +148,6 @@ def _logger(cfg: Any, run_name: str, tags: dict[str, str]) -> Any:
     return instantiate(cfg.logger.lightning, _convert_="all")(run_name=run_name, tags=tags)
 
 
-def _warn_few_val_groups(ddir: Path, least: Any) -> None:
-    """One warning line when the validation split is too small (in groups) to rank models."""
-    import pandas as pd
-
-    from autoscope.datasets.splits import val_groups
-
-    if not least:
-        return
-    try:
-        n = val_groups(pd.read_parquet(ddir / "manifest.parquet", columns=["split", "group"]))
-    except (OSError, KeyError, ValueError):
-        return
-    if n < int(least):
-        print(
-            f"warning: the validation split of {ddir.name} holds {n} group(s) (< trainer."
-            f"min_val_groups={least}): its accuracy moves in steps of whole slides/patients and "
-            "ranks models by chance; give val more groups (dataset.split.fractions)",
-            flush=True,
-        )
-
-
 def _data_module(cfg: Any, kit: Any, ddir: Path, num_classes: int) -> Any:
     """The family's LightningDataModule with the `trainer.data` keys (its own class if any)."""
     from hydra.utils import instantiate
@@ -230,6 +182,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     from autoscope.config import project_spec, stores_spec, to_dict
     from autoscope.models import build, tracking
     from autoscope.models.artifacts import save_model
+    from autoscope.models.evaluate import final_evaluation, warn_few_val_groups
     from autoscope.tasks import entry
 
     project, stores = project_spec(cfg), stores_spec(cfg)
@@ -246,7 +199,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
     dm = _data_module(cfg, kit, ddir, len(names))
     dm.setup()
     if trial is None or trial.number == 0:
-        _warn_few_val_groups(ddir, cfg.trainer.get("min_val_groups"))
+        warn_few_val_groups(ddir, cfg.trainer.get("min_val_groups"))
     m = cfg.model
     module = kit.get("build_module")(
         model,
@@ -279,7 +232,7 @@ def train_once(cfg: Any, trial: Any = None) -> dict:
         t0 = time.perf_counter()
         trainer.fit(module, datamodule=dm)
         fit_s = time.perf_counter() - t0
-        val, test, kept_step = _final_evaluation(trainer, module, dm, keep_last=refits(cfg))
+        val, test, kept_step = final_evaluation(trainer, module, dm, keep_last=refits(cfg))
         has_test = bool(test)
         seen = trainer.global_step * int(cfg.trainer.batch_size)
         metrics = {**val, **test, "fit_seconds": fit_s, "train_patches_per_s": seen / fit_s}
