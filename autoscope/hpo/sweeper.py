@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from autoscope.config import project_spec, stores_spec
 from autoscope.errors import UserError
 from autoscope.hpo.budget import Budget
+from autoscope.hpo.finish import finish_study, retrain
 from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, to_overrides
 from autoscope.hpo.study import (
     StudySpec,
@@ -36,7 +37,7 @@ from autoscope.hpo.study import (
     recover,
     stored_trials,
 )
-from autoscope.hpo.trials import TrialBatches, finish_study, retrain
+from autoscope.hpo.trials import TrialBatches
 from autoscope.hpo.trials import log as _log
 
 MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop

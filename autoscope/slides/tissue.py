@@ -9,7 +9,6 @@ about a millisecond. ``slide_mask`` reads that image from a pyramid level of the
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -19,11 +18,20 @@ from typing import Any
 import numpy as np
 
 from autoscope.errors import UserError
+from autoscope.slides.tissue_rules import (
+    DARK,
+    PEN,
+    STRONG,
+    WEAK,
+    colour_table,
+    dilate,
+    disk,
+    small_parts,
+)
 from autoscope.slides.units import MPP_TOLERANCE
 
 log = logging.getLogger(__name__)
 
-_WEAK, _STRONG, _PEN, _DARK = 1, 2, 4, 8  # colour-table flags
 _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 
@@ -99,24 +107,24 @@ class TissueDetector:
         reach ``edge_saturation`` (a half-covered mask pixel), inner ones ``min_saturation``.
         """
         rgb = _as_rgb(rgb)
-        table = _colour_table(self._colour_rules())
+        table = colour_table(self._colour_rules())
         idx = (rgb[..., 0] >> 2).astype(np.intp) << 12
         idx |= (rgb[..., 1] >> 2).astype(np.intp) << 6
         idx |= rgb[..., 2] >> 2
         flags = table[idx]
-        weak = (flags & _WEAK) > 0
-        inner = ~_dilate(~weak, _CROSS)  # erosion; outside the image counts as stained
-        stained = ((flags & _STRONG) > 0) | inner
+        weak = (flags & WEAK) > 0
+        inner = ~dilate(~weak, _CROSS)  # erosion; outside the image counts as stained
+        stained = ((flags & STRONG) > 0) | inner
         pen = np.zeros_like(weak)
         if self.pen_filter:
-            pen = (flags & _PEN) > 0
-            dark = (flags & _DARK) > 0
+            pen = (flags & PEN) > 0
+            dark = (flags & DARK) > 0
             if dark.any():  # dark ink: solid dark areas wider than nuclei (survive an opening)
                 r = max(2, round(min(dark.shape) * self.dark_ink_width))
-                core = ~_dilate(~dark, _disk(r))  # erosion; the ink may leave the image
-                pen |= _dilate(core, _disk(r))
+                core = ~dilate(~dark, disk(r))  # erosion; the ink may leave the image
+                pen |= dilate(core, disk(r))
             if self.pen_dilate_px > 0 and pen.any():
-                pen = _dilate(pen, _disk(self.pen_dilate_px))
+                pen = dilate(pen, disk(self.pen_dilate_px))
         return stained & ~pen, pen
 
     def pen_mask(self, rgb: np.ndarray) -> np.ndarray:
@@ -135,14 +143,14 @@ class TissueDetector:
         """Tissue mask (HxW bool) of an RGB uint8 image (HxWx3; an alpha channel is ignored)."""
         m, pen = self.pixels(rgb)
         if self.close_px > 0 and m.any():
-            r, disk = self.close_px, _disk(self.close_px)
-            pad = _dilate(np.pad(m, r), disk)  # padded: the closing must not erode the border
-            m = ~_dilate(~pad, disk)[r:-r, r:-r] | m
+            r, foot = self.close_px, disk(self.close_px)
+            pad = dilate(np.pad(m, r), foot)  # padded: the closing must not erode the border
+            m = ~dilate(~pad, foot)[r:-r, r:-r] | m
         if self.fill_holes_px > 0 and m.any():
-            m |= _small_parts(~m, self.fill_holes_px)
+            m |= small_parts(~m, self.fill_holes_px)
         m &= ~pen  # morphology must not close over ink
         if self.min_object_px > 0 and m.any():
-            m &= ~_small_parts(m, self.min_object_px)
+            m &= ~small_parts(m, self.min_object_px)
         return m
 
     def tissue_fraction(self, rgb: np.ndarray) -> float:
@@ -217,81 +225,11 @@ def slide_mask(
             opened.close()
 
 
-@functools.lru_cache(maxsize=8)
-def _colour_table(rules: tuple[float, ...]) -> np.ndarray:
-    """Flags for every 6-bit RGB cell, evaluated at the cell centres (built once per process)."""
-    (
-        min_sat,
-        edge_sat,
-        max_bright,
-        min_od,
-        red_hue,
-        red_sat,
-        green_sat,
-        blue_sat,
-        black_v,
-        dark_v,
-    ) = rules
-    q = (np.arange(64, dtype=np.float32) * 4 + 1.5)[:, None, None]
-    r, g, b = np.broadcast_arrays(q, q.reshape(1, 64, 1), q.reshape(1, 1, 64))
-    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
-    sat = (mx - mn) / np.maximum(mx, 1.0)
-    od = -np.log10((np.stack([r, g, b]) + 1.0) / 256.0).sum(axis=0)
-    base = (od > min_od) & (mn < 255 * max_bright)
-    d = np.maximum(mx - mn, 1e-6)
-    hue = np.where(
-        mx == r, ((g - b) / d) % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0)
-    )
-    hue /= 6.0  # 0 red, 1/3 green, 2/3 blue
-    red = (np.minimum(hue, 1.0 - hue) < red_hue) & (sat > red_sat)
-    green = (hue > 0.15) & (hue < 0.55) & (sat > green_sat)
-    blue = (hue >= 0.55) & (hue < 0.655) & (sat > blue_sat)
-    black = (mx < 255 * black_v) & (sat < 0.5)
-    flags = np.where(base & (sat > min_sat), _WEAK, 0)
-    flags |= np.where(base & (sat > edge_sat), _STRONG, 0)
-    flags |= np.where(red | green | blue | black, _PEN, 0)
-    flags |= np.where(mx < 255 * dark_v, _DARK, 0)
-    table = flags.astype(np.uint8).ravel()
-    table.flags.writeable = False
-    return table
-
-
 def _as_rgb(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[-1] not in (3, 4) or rgb.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got {rgb.shape} {rgb.dtype}")
     return rgb[..., :3]
-
-
-def _small_parts(m: np.ndarray, min_px: int) -> np.ndarray:
-    """Pixels of 8-connected components of ``m`` smaller than ``min_px``."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(m, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return np.zeros_like(m)
-    small = np.bincount(labels.ravel()) < min_px
-    small[0] = False
-    return small[labels] if small.any() else np.zeros_like(m)
-
-
-def _dilate(m: np.ndarray, footprint: np.ndarray) -> np.ndarray:
-    """Binary dilation by a small symmetric footprint (shifted ORs; outside counts as False)."""
-    out = m.copy()
-    ry, rx = footprint.shape[0] // 2, footprint.shape[1] // 2
-    h, w = m.shape
-    for dy, dx in zip(*np.nonzero(footprint), strict=True):
-        dy, dx = int(dy) - ry, int(dx) - rx
-        if (dy or dx) and abs(dy) < h and abs(dx) < w:
-            out[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)] |= m[
-                max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)
-            ]
-    return out
-
-
-def _disk(radius: int) -> np.ndarray:
-    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
-    return x * x + y * y <= radius * radius
 
 
 def _slide_mpp(slide: Any) -> float | None:
