@@ -27,12 +27,17 @@ def archive_spec(cfg: Any) -> ArchiveSpec:
         metric_mode=str(cfg.metric_mode),
         model_name=str(cfg.archive.model_name),
         alias=None if cfg.archive.get("alias") is None else str(cfg.archive.alias),
-        minimum={str(k): float(v) for k, v in (thr.get("min") or {}).items()},
-        maximum={str(k): float(v) for k, v in (thr.get("max") or {}).items()},
+        minimum={str(k): _bound(v) for k, v in (thr.get("min") or {}).items()},
+        maximum={str(k): _bound(v) for k, v in (thr.get("max") or {}).items()},
         tissue=to_dict(cfg.get("tissue")),
         dataset_version=_dataset_version(cfg),
         study_dir=_study_dir(cfg),
     )
+
+
+def _bound(value: Any) -> float | None:
+    """A threshold as a float; None (`val/acc: null`) lifts a default bound."""
+    return None if value is None else float(value)
 
 
 def _dataset_version(cfg: Any) -> str | None:
