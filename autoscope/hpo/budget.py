@@ -127,6 +127,15 @@ class Budget:
         self.measured.append(wall_s - fit)
         self.overhead_s = max(self.measured[-3:])  # the recent worst: better early than late
 
+    def accounting(self) -> dict[str, float]:
+        """The time accounting that goes into best.yaml's header and study.json."""
+        return {
+            "budget_minutes": round(self.total_s / 60, 3),
+            "minutes_used": round(self.elapsed() / 60, 3),
+            "explore_minutes": round(self.explore_s / 60, 3),
+            "overhead_s": round(self.overhead_s, 1),
+        }
+
     def describe(self) -> str:
         """One line for the sweep's log."""
         retrain = f", then the winner retrains for the rest ({self.total_s - self.explore_s:.0f}s)"

@@ -11,6 +11,7 @@ such as `model`) to a distribution::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,3 +149,60 @@ def contains(spec: ParamSpec, value: Any) -> bool:
     ):
         return False
     return spec.low <= value <= spec.high
+
+
+def check_space(
+    specs: list[ParamSpec], plain: list[str], groups: dict[str, Any],
+    compose: Callable[[list[str]], Any], select: Callable[[Any, str], Any], absent: object,
+) -> dict[str, list]:  # fmt: skip
+    """Fail before any trial when a searched key or group choice does not exist.
+
+    Args:
+        specs: the searched keys.
+        plain: the overrides every trial gets.
+        groups: the config groups and their chosen option (Hydra's choices).
+        compose: overrides -> the composed config.
+        select: (config, dotted key) -> its value, or `absent`.
+        absent: what `select` returns for a missing key.
+
+    Returns:
+        {group: [config of each choice]} for the searched groups.
+    """
+    nodes: dict[str, list] = {}
+    for s in specs:
+        if s.key not in groups:
+            continue
+        if s.type != "categorical":
+            raise UserError(
+                f"hpo.params['{s.key}']: '{s.key}' is a config group: use type: categorical "
+                "with choices naming its YAML files"
+            )
+        for c in s.choices:
+            try:
+                nodes.setdefault(s.key, []).append(compose([*plain, f"{s.key}={c}"]))
+            except Exception as e:  # MissingConfigException & co: Hydra's own first line
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise UserError(f"hpo.params['{s.key}']: choice '{c}': {first}") from None
+    base = compose(plain)
+    for s in specs:
+        if s.key in nodes:
+            continue
+        top = s.key.split(".")[0]
+        candidates = nodes.get(top, [base])
+        hits = [n for n in candidates if select(n, s.key) is not absent]
+        if not hits:
+            where = f"any choice of group '{top}'" if top in nodes else "the composed config"
+            raise UserError(
+                f"hpo.params['{s.key}']: no such key in {where} "
+                f"(a typo? see conf/{top}/ and the hpo space YAML)"
+            )
+        if any(_is_section(select(n, s.key)) for n in hits):
+            raise UserError(
+                f"hpo.params['{s.key}']: '{s.key}' is a section, not a value: search its keys"
+            )
+    return nodes
+
+
+def _is_section(value: Any) -> bool:
+    """A config node with keys (a section), not a value."""
+    return hasattr(value, "keys") and not isinstance(value, str)

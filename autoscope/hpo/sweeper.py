@@ -25,8 +25,16 @@ from omegaconf import DictConfig, OmegaConf
 from autoscope.config import project_spec, stores_spec
 from autoscope.errors import UserError
 from autoscope.hpo.budget import Budget
+from autoscope.hpo.explore import explore
 from autoscope.hpo.finish import finish_study, retrain
-from autoscope.hpo.space import ParamSpec, contains, flatten, parse_space, to_overrides
+from autoscope.hpo.space import (
+    ParamSpec,
+    check_space,
+    contains,
+    flatten,
+    parse_space,
+    to_overrides,
+)
 from autoscope.hpo.study import (
     StudySpec,
     budget,
@@ -40,7 +48,6 @@ from autoscope.hpo.study import (
 from autoscope.hpo.trials import TrialBatches
 from autoscope.hpo.trials import log as _log
 
-MAX_SAME_FAILURES = 3  # this many trials in a row failing the same way: a recipe problem, stop
 _ABSENT = object()
 
 
@@ -149,44 +156,8 @@ class AutoscopeSweeper(Sweeper):
         return plain, specs
 
     def _check_space(self, specs: list[ParamSpec], plain: list[str]) -> dict[str, list]:
-        """Fail before any trial when a searched key or group choice does not exist.
-
-        Returns {group: [config of each choice]} for the searched groups.
-        """
-        groups = self._choices()
-        nodes: dict[str, list] = {}
-        for s in specs:
-            if s.key not in groups:
-                continue
-            if s.type != "categorical":
-                raise UserError(
-                    f"hpo.params['{s.key}']: '{s.key}' is a config group: use type: categorical "
-                    "with choices naming its YAML files"
-                )
-            for c in s.choices:
-                try:
-                    nodes.setdefault(s.key, []).append(self._compose([*plain, f"{s.key}={c}"]))
-                except Exception as e:  # MissingConfigException & co: Hydra's own first line
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    raise UserError(f"hpo.params['{s.key}']: choice '{c}': {first}") from None
-        base = self._compose(plain)
-        for s in specs:
-            if s.key in nodes:
-                continue
-            top = s.key.split(".")[0]
-            candidates = nodes.get(top, [base])
-            hits = [n for n in candidates if _select(n, s.key) is not _ABSENT]
-            if not hits:
-                where = f"any choice of group '{top}'" if top in nodes else "the composed config"
-                raise UserError(
-                    f"hpo.params['{s.key}']: no such key in {where} "
-                    f"(a typo? see conf/{top}/ and the hpo space YAML)"
-                )
-            if any(isinstance(_select(n, s.key), DictConfig) for n in hits):
-                raise UserError(
-                    f"hpo.params['{s.key}']: '{s.key}' is a section, not a value: search its keys"
-                )
-        return nodes
+        """`space.check_space` over this sweep's composed configs."""
+        return check_space(specs, plain, self._choices(), self._compose, _select, _ABSENT)
 
     def _fixed(self, hpo: Any) -> list[str]:
         """`hpo.fixed` as overrides every trial gets (each key must exist)."""
@@ -261,15 +232,11 @@ class AutoscopeSweeper(Sweeper):
         tracker = None
         if hpo.get("mlflow", True):
             from autoscope.hpo.tracking import StudyRun
-            from autoscope.models.tracking import owner_tags, reap_dead_runs
 
-            tracker = StudyRun(
-                project_spec(cfg), stores_spec(cfg), study,
-                storage=spec.storage, metric=str(cfg.metric), recipe=recipe,
+            tracker = StudyRun.owned(
+                project_spec(cfg), stores_spec(cfg), study, storage=spec.storage,
+                metric=str(cfg.metric), recipe=recipe, echo=lambda line: _log(name, line),
             )  # fmt: skip
-            for key, value in owner_tags().items():  # this sweep owns the study's parent run now
-                tracker.client.set_tag(tracker.run_id, key, value)
-            reap_dead_runs(tracker.client, tracker.experiment_id, lambda line: _log(name, line))
         c = counts(study)
         width = self._parallelism()
         _log(
@@ -287,47 +254,11 @@ class AutoscopeSweeper(Sweeper):
             study, specs, nodes, plain + fixed, sweep_dir, tracker, str(cfg.metric),
             launch=self._launch, has_key=lambda node, key: _select(node, key) is not _ABSENT,
         )  # fmt: skip
-        start = time.monotonic()
-        repeated: list[str] = []
         try:
-            while True:
-                for line in recover(study):
-                    _log(name, line)
-                if spec.heartbeat_s:
-                    optuna.storages.fail_stale_trials(study)
-                c = counts(study)
-                if n_trials is not None and c.counted + c.running >= n_trials:
-                    break
-                if timeout is not None and time.monotonic() - start >= timeout:
-                    _log(name, f"time budget of {timeout:.0f}s reached")
-                    break
-                left = width if n_trials is None else min(width, n_trials - c.counted - c.running)
-                extra: list[str] = []
-                if bud is not None:
-                    minutes = bud.trial_minutes()
-                    if minutes is None:
-                        _log(
-                            name,
-                            f"exploration share used ({bud.elapsed():.0f}s of {bud.total_s:.0f}s)",
-                        )
-                        break
-                    extra = [f"{bud.minutes_key}={minutes}"]
-                t_batch = time.monotonic()
-                trials = run.batch(left, n_trials, extra)
-                if bud is not None:
-                    wall = time.monotonic() - t_batch
-                    for t in trials:
-                        if t.state.name == "COMPLETE":
-                            bud.observe(wall, t.user_attrs.get("fit_seconds"), 60 * minutes)
-                    study.set_user_attr("budget_spent_s", round(bud.elapsed(), 1))
-                for t in trials:
-                    reason = t.user_attrs.get("fail_reason")
-                    repeated = repeated + [reason] if reason else []
-                    if len(repeated) >= MAX_SAME_FAILURES and len(set(repeated[-3:])) == 1:
-                        raise UserError(
-                            f"hpo: {MAX_SAME_FAILURES} trials in a row failed with {reason} "
-                            f"(traceback: {sweep_dir / str(t.number) / 'error.txt'})"
-                        )
+            explore(
+                study, run, n_trials=n_trials, timeout=timeout, width=width, bud=bud,
+                heartbeat=bool(spec.heartbeat_s), sweep_dir=sweep_dir,
+            )  # fmt: skip
         except KeyboardInterrupt:
             run.interrupted()
             if tracker is not None:
@@ -347,12 +278,7 @@ class AutoscopeSweeper(Sweeper):
             )
         accounting = None
         if bud is not None:
-            accounting = {
-                "budget_minutes": round(bud.total_s / 60, 3),
-                "minutes_used": round(bud.elapsed() / 60, 3),
-                "explore_minutes": round(bud.explore_s / 60, 3),
-                "overhead_s": round(bud.overhead_s, 1),
-            }
+            accounting = bud.accounting()
             study.set_user_attr("budget_spent_s", round(bud.elapsed(), 1))
         return finish_study(
             study, sweep_dir, tracker, metric=str(cfg.metric), groups=groups, fixed=fixed,

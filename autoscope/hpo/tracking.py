@@ -17,6 +17,20 @@ from autoscope.project import ProjectSpec, Stores, ensure_experiment
 class StudyRun:
     """One MLflow parent run per Optuna study (created once, reopened on resume)."""
 
+    @classmethod
+    def owned(
+        cls, project: ProjectSpec, stores: Stores, study: Any, *, storage: str, metric: str,
+        recipe: str | None, echo: Any,
+    ) -> StudyRun:  # fmt: skip
+        """The study's parent run, owned by this process; runs left RUNNING by dead ones reaped."""
+        from autoscope.models.tracking import owner_tags, reap_dead_runs
+
+        run = cls(project, stores, study, storage=storage, metric=metric, recipe=recipe)
+        for key, value in owner_tags().items():  # this sweep owns the study's parent run now
+            run.client.set_tag(run.run_id, key, value)
+        reap_dead_runs(run.client, run.experiment_id, echo)
+        return run
+
     def __init__(
         self,
         project: ProjectSpec,
