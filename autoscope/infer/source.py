@@ -67,8 +67,12 @@ def tissue_grid(
     stride_px: int,
     tissue: Callable[[np.ndarray], np.ndarray] | None,
     min_tissue: float = 0.1,
+    cover_edges: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Level-0 top-left corners of the grid tiles that hold tissue.
+
+    `cover_edges` also places tiles that stick out past the right/bottom edge (a dense map
+    covers every pixel; `slides.samplers.grid`).
 
     The one sampler and coverage rule of the project (`slides.samplers.foreground_grid`, as in
     dataset building) on the tissue mask of a thumbnail with about 4 mask pixels per grid step.
@@ -89,6 +93,13 @@ def tissue_grid(
         tissue = TissueDetector().mask
     mask = np.asarray(tissue(thumb), bool)
     coords = foreground_grid(
-        mask, ds, tile0, step0, min_tissue, width=int(width0), height=int(height0)
+        mask,
+        ds,
+        tile0,
+        step0,
+        min_tissue,
+        width=int(width0),
+        height=int(height0),
+        cover_edges=cover_edges,
     )
     return np.asarray(coords, np.int64), thumb, ds
