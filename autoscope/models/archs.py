@@ -18,7 +18,11 @@ from autoscope.errors import UserError
 
 # `_target_` prefixes a model card may name: builders run when a card is loaded, so a card
 # from elsewhere can only call architecture builders, never an arbitrary function.
-BUILDER_PREFIXES = ("autoscope.models.archs.", "torchvision.models.")
+BUILDER_PREFIXES = (
+    "autoscope.models.archs.",
+    "autoscope.models.seg_nets.",  # dense segmentation nets (U-Nets)
+    "torchvision.models.",
+)
 
 
 def to_plain(value: Any) -> Any:

@@ -19,12 +19,16 @@ FINETUNE = ("full", "linear_probe")  # the values of `model.finetune`
 
 
 def head_name(net: nn.Module) -> str:
-    """The net's classification head: the name of its last `nn.Linear` (`fc`, `head.2`, ...).
+    """The net's head: the name of its last `nn.Linear` (`fc`, `head.2`, ...).
+
+    A dense net (segmentation, detection heatmaps) has no linear layer: its head is its last
+    `nn.Conv2d` (the 1x1 classifier convolution, registered last).
 
     Raises:
-        UserError: the net has no linear layer to call its head.
+        UserError: the net has neither a linear nor a convolution layer to call its head.
     """
     names = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    names = names or [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
     if not names:
         raise UserError(f"{type(net).__name__}: no linear layer to serve as the head")
     return names[-1]
@@ -37,6 +41,8 @@ def in_module(key: str, module: str) -> bool:
 
 class PatchClassifier(nn.Module):
     """Classify patches: uint8 `[N,H,W,3]` (or float `[N,3,H,W]`) in, logits `[N,C]` out.
+
+    A dense `net` (segmentation) returns logits `[N,C,H,W]` instead; everything else is shared.
 
     Args:
         net: backbone mapping normalised float `[N,3,H,W]` to logits.
@@ -134,13 +140,20 @@ class PatchClassifier(nn.Module):
 
     @torch.no_grad()
     def predict_tta(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Softmax probabilities averaged over the 8 flip/rot90 views (dihedral test-time aug)."""
+        """Softmax probabilities averaged over the 8 flip/rot90 views (dihedral test-time aug).
+
+        Dense outputs `[N,C,H,W]` (segmentation, heatmaps) are turned back into the input's
+        frame before averaging (the flip undone, then the quarter turns).
+        """
         x = self.prepare(x, normalize)
         probs = torch.zeros(())
         for k in range(4):
             r = torch.rot90(x, k, dims=(2, 3))
-            for v in (r, torch.flip(r, dims=(3,))):
-                probs = probs + torch.softmax(self.net(v).float(), dim=1)
+            for flip in (False, True):
+                p = torch.softmax(self.net(torch.flip(r, dims=(3,)) if flip else r).float(), dim=1)
+                if p.ndim == 4:
+                    p = torch.rot90(torch.flip(p, dims=(3,)) if flip else p, -k, dims=(2, 3))
+                probs = probs + p
         return probs / 8.0
 
     @classmethod
