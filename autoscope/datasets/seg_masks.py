@@ -42,27 +42,25 @@ def rasterize_patch(
     classes overlap, the later (higher index) wins.
     """
     import shapely
-    from PIL import Image, ImageDraw
+    from skimage.draw import polygon
 
     out = np.full((patch_px, patch_px), fill, np.uint8)
     side = patch_px * scale
+    box = (x0 - scale, y0 - scale, x0 + side + scale, y0 + side + scale)
     for k, geom in sorted(regions.items()):
-        part = shapely.clip_by_rect(
-            geom, x0 - scale, y0 - scale, x0 + side + scale, y0 + side + scale
-        )
+        part = shapely.clip_by_rect(geom, *box)
         if part.is_empty:
             continue
-        layer = Image.new("1", (patch_px, patch_px), 0)
-        draw = ImageDraw.Draw(layer)
+        layer = np.zeros((patch_px, patch_px), bool)
         for poly in getattr(part, "geoms", [part]):
             if poly.geom_type != "Polygon" or poly.is_empty:
                 continue
-            rings = [(poly.exterior, 1)] + [(r, 0) for r in poly.interiors]
+            rings = [(poly.exterior, True)] + [(r, False) for r in poly.interiors]
             for ring, value in rings:
-                xy = (np.asarray(ring.coords) - (x0, y0)) / scale - 0.5
-                if len(xy) >= 3:
-                    draw.polygon([tuple(p) for p in xy], fill=value)
-        out[np.asarray(layer, bool)] = k
+                xy = (np.asarray(ring.coords) - (x0, y0)) / scale - 0.5  # pixel centres
+                rr, cc = polygon(xy[:, 1], xy[:, 0], layer.shape)
+                layer[rr, cc] = value
+        out[layer] = k
     return out
 
 

@@ -1,0 +1,109 @@
+"""The segmentation demo through a real workspace pipeline at toy size: `autoscope init`,
+`autoscope pipeline add`, `dvc repro` (ingest -> dataset -> train -> archive -> package -> infer).
+
+The toy recipe is the built-in `demo_seg` with smaller numbers (3 small synthetic slides, the
+tiny U-Net, 2 epochs); everything else (project, dataset sources, metric, thresholds, engine
+settings) is the built-in recipe's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoscope.config import BUILTIN_RECIPES
+from autoscope.slides.synth import make_synthetic_slide
+
+BIN = Path(sys.executable).parent
+SLIDES = ("slide_000", "slide_001", "slide_002")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@localhost")):
+        env.setdefault(k, v)
+        env.setdefault(k.replace("AUTHOR", "COMMITTER"), v)
+    return env
+
+
+def sh(*cmd: str, cwd: Path) -> str:
+    p = subprocess.run(list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert p.returncode == 0, f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p.stdout + p.stderr
+
+
+def toy_recipe() -> str:
+    """The built-in demo_seg recipe at toy size."""
+    data = yaml.safe_load((BUILTIN_RECIPES / "demo_seg.yaml").read_text())
+    data["defaults"] = [
+        "override model: seg_tiny" if str(d).startswith("override model") else d
+        for d in data["defaults"]
+    ]
+    data["dataset"] = {"max_patches_per_slide": 40, "split": {"fractions": _fractions()}}
+    data["trainer"] = {"max_epochs": 2, "max_minutes": 1.0, "sample_grid": 4, "tta": False}
+    data["infer"]["segment"]["tile_px"] = 128
+    data["archive"]["thresholds"]["min"]["val/dice"] = 0.0  # 2 epochs need not clear the bar
+    data["archive"]["model_name"] = "seg_toy"
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _fractions() -> dict[str, float]:
+    return {"train": 0.34, "val": 0.33, "test": 0.33}  # one slide each
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("segws")
+    root = base / "ws"
+    sh(str(BIN / "autoscope"), "init", str(root), cwd=base)
+    (root / "recipes" / "seg_toy.yaml").write_text(toy_recipe())
+    raw = root / "data" / "demo" / "raw" / "synthetic"
+    for i, name in enumerate(SLIDES):
+        make_synthetic_slide(raw / f"{name}.tif", seed=i, width_px=1536, height_px=1024)
+    (raw.parent / "metadata.csv").write_text(
+        "slide,patient\n" + "".join(f"{s},P{s}\n" for s in SLIDES)
+    )
+    out = sh("autoscope", "pipeline", "add", "seg_toy", cwd=root)
+    assert "train@seg_toy (one training run)" in out
+    sh("dvc", "add", "data/demo/raw", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "toy segmentation recipe and slides", cwd=root)
+    sh("dvc", "repro", cwd=root)
+    return root
+
+
+def test_the_segmentation_demo_runs_through_dvc_repro(ws: Path) -> None:
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    for stage in ("ingest@demo_seg", "dataset@demo_seg-demo_seg", "train@seg_toy",
+                  "archive@seg_toy", "package@seg_toy", "infer@seg_toy"):  # fmt: skip
+        assert stage in lock, stage
+    ds = ws / "data" / "demo_seg" / "datasets" / "demo_seg"
+    stats = json.loads((ds / "stats.json").read_text())["targets"]
+    assert stats["kind"] == "segmentation" and stats["unannotated"] == "background"
+    assert min(stats["pixels"].values()) > 0  # background, tumor and stroma all annotated
+    assert (ds / "masks").is_dir() and (ds / "report" / "montage_masks.png").is_file()
+    metrics = json.dumps(json.loads(sh("dvc", "metrics", "show", "--json", cwd=ws)))
+    assert "val/dice" in metrics and "test/dice" in metrics
+    card = json.loads((ws / "outputs/demo_seg/models/seg_toy/v1/metadata.json").read_text())
+    assert card["task"] == "tissue_segmentation"
+    results = sorted((ws / "outputs/demo_seg/infer/seg_toy/v1").glob("slide_*/summary.json"))
+    assert len(results) == len(SLIDES)
+    summary = json.loads(results[0].read_text())
+    assert summary["tiles"]["total"] > 0 and set(summary["areas_mm2"]) == {
+        "background", "tumor", "stroma"
+    }  # fmt: skip
+    folder = results[0].parent
+    for f in ("labels.tif", "regions.geojson", "heatmap.png", "overview.png"):
+        assert (folder / f).stat().st_size > 0, f
+    geo = json.loads((folder / "regions.geojson").read_text())
+    assert {f["properties"]["objectType"] for f in geo["features"]} == {"annotation"}
+    import openslide
+
+    with openslide.OpenSlide(str(folder / "labels.tif")) as s:
+        assert s.level_count >= 2 and float(s.properties["openslide.mpp-x"]) == pytest.approx(1.0)
