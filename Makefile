@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tiles.py
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/infer.py
+	$(BIN)/python benchmarks/segment.py
 
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/tiles.py --preset full --out outputs/bench/tiles_full.json
