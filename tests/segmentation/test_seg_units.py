@@ -175,3 +175,36 @@ def test_predict_patches_gives_masks_and_areas() -> None:
     assert sum(out[0]["areas_px"].values()) == 64
     with pytest.raises(ValueError, match="shape"):
         predict_patches(model, np.zeros((1, 4, 4, 3), np.uint8), spec)
+
+
+def test_pre_cut_images_with_label_masks_give_aligned_patch_masks(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from autoscope.datasets.segmentation import SegTargets
+    from autoscope.datasets.spec import SourceSpec
+    from autoscope.project import ClassSpec
+
+    for i in range(3):
+        img = np.zeros((20, 24, 3), np.uint8)
+        mask = np.full((20, 24), IGNORE, np.uint8)
+        mask[:, : 8 + 4 * i] = 1
+        mask[:5, :4] = 0
+        Image.fromarray(img).save(tmp_path / f"p{i}.png")
+        Image.fromarray(mask).save(tmp_path / f"p{i}_mask.png")
+    src = SourceSpec(type="masks", path=str(tmp_path))
+    ds = SimpleNamespace(name="m", sources=(src,), class_map={}, split=SimpleNamespace(seed=0),
+                         patch_px=10, mpp=None)  # fmt: skip
+    project = SimpleNamespace(class_names=["a", "b"], classes=[ClassSpec("a"), ClassSpec("b")])
+    t = SegTargets()
+    plan, points = t.plan(ds, project, pd.DataFrame(), None)
+    assert len(plan) == 3 and points.empty and set(plan["label_idx"]) == {1}
+    plan["shard"], plan["index"], plan["split"] = "shards/shard_00000.npy", range(3), "train"
+    stats = t.write(plan, tmp_path / "ds", ds, project, {})
+    masks = np.load(tmp_path / "ds" / "masks" / "shard_00000.npy")
+    assert masks.shape == (3, 10, 10)
+    # centre square 20x20 of 20x24 (columns 2..21), halved: class-1 columns 8+4i-2 -> 3, 5, 7
+    assert [int((m[5] == 1).sum()) for m in masks] == [3, 5, 7]
+    assert stats["kind"] == "segmentation" and stats["ignored_pixels"] > 0
+    with pytest.raises(UserError, match="no label mask beside it"):
+        (tmp_path / "p0_mask.png").unlink()
+        t.plan(ds, project, pd.DataFrame(), None)
