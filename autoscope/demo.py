@@ -19,6 +19,8 @@ from pathlib import Path
 N_SLIDES = 6  # enough for train/val/test splits by slide
 SLIDE_PX = (4096, 3072)  # level-0 size of each synthetic slide
 NO_MPP = "slide_005"  # written without MPP; the metadata CSV supplies it
+N_CELL_SLIDES = 4  # the cell demo's slides: train/val/test by slide (2/1/1)
+CELL_SLIDE_PX = (1536, 1152)  # level-0 size of each synthetic cell slide (0.5 um/px)
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cmu-1-small-region.svs"
 WORKSPACE = Path("workspaces") / "demo"  # the demo's workspace, relative to where make runs
 
@@ -46,6 +48,7 @@ def generate(raw: Path) -> None:
         rows.append(
             f"synthetic/{name}.tif,{scanner},patient_{i // 2},{0.5 if name == NO_MPP else ''}"
         )
+    generate_cells(raw / "cells")
     cmu = FIXTURE.name
     if FIXTURE.is_file() and not (raw / cmu).is_file():
         shutil.copyfile(FIXTURE, raw / f".{cmu}.tmp")
@@ -54,6 +57,18 @@ def generate(raw: Path) -> None:
     tmp = csv.with_suffix(".tmp")
     tmp.write_text("\n".join(rows) + "\n")
     tmp.replace(csv)
+
+
+def generate_cells(out: Path) -> None:
+    """The cell detection demo's slides with their nuclei (`recipes/demo_cells.yaml`), once."""
+    from autoscope.slides.synth_cells import make_cell_slide
+
+    for i in range(N_CELL_SLIDES):
+        path = out / f"cells_{i:03d}.tif"
+        if not path.is_file():
+            make_cell_slide(
+                path, seed=100 + i, width_px=CELL_SLIDE_PX[0], height_px=CELL_SLIDE_PX[1]
+            )
 
 
 def _results(infer_dir: Path) -> Path:

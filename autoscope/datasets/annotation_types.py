@@ -71,6 +71,11 @@ def make_region(path: Path, feature: str, label: str, rings: list[list[list[Any]
 
     try:
         shells = [[(float(x), float(y)) for x, y, *_ in ring] for ring in rings]
+        n = len({*shells[0]}) if shells else 0
+        if shells and n < 3:  # shapely's own message would not say what is wrong
+            raise UserError(
+                f"{path}: {feature} ('{label}') has {n} distinct vertices (a polygon needs 3)"
+            )
         poly = Polygon(shells[0], shells[1:]) if shells else Polygon()
     except (TypeError, ValueError, IndexError) as e:
         raise UserError(f"{path}: {feature} has malformed coordinates ({e})") from None
