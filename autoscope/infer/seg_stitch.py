@@ -10,6 +10,7 @@ is held (memory flat in slide height) and finished rows go to a sink.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -109,3 +110,30 @@ class BandStitcher:
     def close(self) -> None:
         """Emit the rows still in the band."""
         self._emit(self.t)
+
+
+class MapSink:
+    """Writes finished rows as labels (0 none, k + 1 class k) and confidence (max p x 255)
+    into memory maps under `folder`, counting pixels per class."""
+
+    def __init__(self, folder: Path, num_classes: int) -> None:
+        self.folder, self.c = Path(folder), num_classes
+        self.counts = np.zeros(num_classes, np.int64)
+        self.labels: np.ndarray | None = None
+        self.confidence: np.ndarray | None = None
+
+    def __call__(self, shape: tuple[int, int]) -> Sink:
+        mm = np.lib.format.open_memmap
+        self.labels = mm(self.folder / "labels.npy", mode="w+", dtype=np.uint8, shape=shape)
+        self.confidence = mm(self.folder / "confidence.npy", mode="w+", dtype=np.uint8, shape=shape)
+        return self.rows
+
+    def rows(self, probs: np.ndarray, weight: np.ndarray, top: int) -> None:
+        """One run of finished rows."""
+        seen = weight > 0
+        top_k = probs.argmax(0)
+        lab = np.where(seen, top_k + 1, 0).astype(np.uint8)
+        conf = np.where(seen, np.round(probs.max(0) * 255), 0).astype(np.uint8)
+        self.labels[top : top + len(lab)] = lab
+        self.confidence[top : top + len(lab)] = conf
+        self.counts += np.bincount(top_k[seen], minlength=self.c)[: self.c]

@@ -19,17 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from autoscope.errors import UserError
-from autoscope.infer.seg_stitch import WINDOWS, BandStitcher, Sink
+from autoscope.infer.seg_settings import SETTINGS, SegSettings
+from autoscope.infer.seg_stitch import BandStitcher, MapSink
 from autoscope.infer.spec import InferSpec
 
-SETTINGS = {  # infer.segment keys (conf/infer/default.yaml) and their defaults
-    "tile_px": None,
-    "overlap_px": 32,
-    "window": "hann",
-    "simplify_um": 2.0,
-    "min_area_um2": 100.0,
-}
+__all__ = ["MapSink", "SegSettings", "infer_slide", "predict_patches", "run_tiles"]
+
 CPU_CALL_PX = 256 * 256  # pixels per model call on a CPU (see dense_probs)
 FILES = {
     "labels_tif": "labels.tif",
@@ -39,54 +34,6 @@ FILES = {
     "overview": "overview.png",
     "summary": "summary.json",
 }
-
-
-@dataclass(frozen=True)
-class SegSettings:
-    """The segmentation engine's settings (`infer.segment`), checked.
-
-    Attributes:
-        tile_px: tile side at the model's resolution (None: the card's patch_px); a fully
-            convolutional net runs on larger tiles than it was trained on (fewer seams, faster).
-        overlap_px: overlap of neighbouring tiles (the blended border), < tile_px.
-        window: blending window, hann | flat.
-        simplify_um: polygon simplification tolerance in micrometres.
-        min_area_um2: polygon parts smaller than this are dropped.
-    """
-
-    tile_px: int
-    overlap_px: int
-    window: str
-    simplify_um: float
-    min_area_um2: float
-
-    @property
-    def step_px(self) -> int:
-        """Grid step at the model's resolution."""
-        return self.tile_px - self.overlap_px
-
-    @classmethod
-    def from_spec(cls, spec: InferSpec) -> SegSettings:
-        """The settings of `spec.segment` over the defaults.
-
-        Raises:
-            UserError: an unknown key or a bad value (one line naming `infer.segment.<key>`).
-        """
-        given = dict(spec.segment or {})
-        unknown = sorted(set(given) - set(SETTINGS))
-        if unknown:
-            raise UserError(
-                f"infer.segment.{unknown[0]}: not a segmentation setting ({', '.join(SETTINGS)})"
-            )
-        v = {**SETTINGS, **{k: x for k, x in given.items() if x is not None}}
-        tile = int(v["tile_px"] or spec.patch_px)
-        out = cls(tile, int(v["overlap_px"]), str(v["window"]), float(v["simplify_um"]),
-                  float(v["min_area_um2"]))  # fmt: skip
-        if not 0 <= out.overlap_px < tile:
-            raise UserError(f"infer.segment.overlap_px: {out.overlap_px} must be in 0..{tile - 1}")
-        if out.window not in WINDOWS:
-            raise UserError(f"infer.segment.window: {out.window!r} is not {' | '.join(WINDOWS)}")
-        return out
 
 
 @dataclass
@@ -223,33 +170,6 @@ def _bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="tile", leave=False, dynamic_ncols=True)
-
-
-class MapSink:
-    """Writes finished rows as labels (0 none, k + 1 class k) and confidence (max p x 255)
-    into memory maps under `folder`, counting pixels per class."""
-
-    def __init__(self, folder: Path, num_classes: int) -> None:
-        self.folder, self.c = Path(folder), num_classes
-        self.counts = np.zeros(num_classes, np.int64)
-        self.labels: np.ndarray | None = None
-        self.confidence: np.ndarray | None = None
-
-    def __call__(self, shape: tuple[int, int]) -> Sink:
-        mm = np.lib.format.open_memmap
-        self.labels = mm(self.folder / "labels.npy", mode="w+", dtype=np.uint8, shape=shape)
-        self.confidence = mm(self.folder / "confidence.npy", mode="w+", dtype=np.uint8, shape=shape)
-        return self.rows
-
-    def rows(self, probs: np.ndarray, weight: np.ndarray, top: int) -> None:
-        """One run of finished rows."""
-        seen = weight > 0
-        top_k = probs.argmax(0)
-        lab = np.where(seen, top_k + 1, 0).astype(np.uint8)
-        conf = np.where(seen, np.round(probs.max(0) * 255), 0).astype(np.uint8)
-        self.labels[top : top + len(lab)] = lab
-        self.confidence[top : top + len(lab)] = conf
-        self.counts += np.bincount(top_k[seen], minlength=self.c)[: self.c]
 
 
 def infer_slide(
