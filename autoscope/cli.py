@@ -109,6 +109,11 @@ STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
         "run a package over slides: heatmaps, GeoJSON, summaries",
     ),
     ("ui", ""): ("autoscope.stages.runs:ui_view", "view", "MLflow UI on 127.0.0.1"),
+    ("studio", ""): (
+        "autoscope.stages.studio:run",
+        "action",
+        "the web app over every stage on 127.0.0.1 [studio.port=N]",
+    ),
 }
 
 
