@@ -107,3 +107,16 @@ def test_the_segmentation_demo_runs_through_dvc_repro(ws: Path) -> None:
 
     with openslide.OpenSlide(str(folder / "labels.tif")) as s:
         assert s.level_count >= 2 and float(s.properties["openslide.mpp-x"]) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_segmentation_sweep_runs_with_the_small_space(ws: Path) -> None:
+    """`train -m hpo=small`: the Optuna sweeper drives a segmentation study on val/dice."""
+    out = sh(
+        "autoscope", "train", "seg_toy", "-m", "hpo=small", "hpo.n_trials=2",
+        "hpo.study_name=seg-toy-sweep", "hpo.fixed.trainer.max_minutes=0.3",
+        "trainer.max_epochs=1", "hpo.mlflow=false", cwd=ws,
+    )  # fmt: skip
+    assert "val/dice" in out
+    study = next((ws / "outputs" / "demo_seg" / "hpo").glob("seg-toy-sweep*/study.json"), None)
+    assert study is not None and json.loads(study.read_text())
