@@ -139,9 +139,13 @@ class DetTargets:
         return out.astype({"x_px": np.float32, "y_px": np.float32, "label_idx": np.int64})
 
     def write(
-        self, plan: pd.DataFrame, tmp: Path, ds: DatasetSpec, project: ProjectSpec,
+        self,
+        plan: pd.DataFrame,
+        tmp: Path,
+        ds: DatasetSpec,
+        project: ProjectSpec,
         slides: dict[str, tuple[str, float]],
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """`cells.parquet` beside the shards; returns the per-class, per-split cell counts."""
         cells = self.patch_cells(plan, ds, slides)
         cells.to_parquet(tmp / CELLS, index=False)

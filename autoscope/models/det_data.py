@@ -5,7 +5,7 @@ The targets are drawn once at setup from the dataset's `cells.parquet`
 (max over cells, cells just outside the patch included), stored as uint8 channels beside the
 RGB so that one dihedral gather turns image and targets alike (as `seg_data` does for masks).
 `.splits[split]` is `(uint8 [N,H,W,3], uint8 [N,H,W,C] heatmaps x 255)`; `.truth[split]` holds
-per patch the float `[K, 3]` x, y (input pixels), class of the cells inside it (the metrics').
+per patch the float `[K, 4]` x, y (input pixels), class, inside (1: centre in the patch).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class DetDataModule(PatchDataModule):
                 )
             heat = draw_heatmaps([p[:, :3] for p in pts], xt.shape[1], self.num_classes, sigma_px)
             self.splits[split] = (xt, torch.from_numpy(heat))
-            self.truth[split] = [p[p[:, 3] > 0, :3] for p in pts]
+            self.truth[split] = pts  # x, y, class, inside (`det_points.count_matches`)
         if len(self.splits["train"][1]) == 0 or len(self.splits["val"][1]) == 0:
             raise UserError(f"{self.dataset_dir}: the train and val splits must not be empty")
         self._fit = self.splits["train"]

@@ -45,8 +45,13 @@ class HeatmapFocalLoss(nn.Module):
         class_weights: unused (idem).
     """
 
-    def __init__(self, alpha: float = 2.0, beta: float = 4.0, label_smoothing: float = 0.0,
-                 class_weights: object = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        alpha: float = 2.0,
+        beta: float = 4.0,
+        label_smoothing: float = 0.0,
+        class_weights: object = None,
+    ) -> None:
         super().__init__()
         self.alpha, self.beta = float(alpha), float(beta)
 

@@ -94,14 +94,18 @@ def count_matches(
     """True positives, false positives and false negatives per class: int64 `[C + 1, 3]`.
 
     Rows `0..C-1` match within each class; the last row matches regardless of class (how well
-    nuclei are found at all). `pred` and `truth` rows start x, y, class.
+    nuclei are found at all). `pred` and `truth` rows start x, y, class; a 4th truth column
+    `inside` (0/1) marks cells whose centre lies outside the patch: a detection matched to one
+    of them counts neither way (the patch border cuts through it), nor does missing one.
     """
     out = np.zeros((num_classes + 1, 3), np.int64)
     for k in range(num_classes + 1):
         p = pred if k == num_classes else pred[pred[:, 2] == k]
         t = truth if k == num_classes else truth[truth[:, 2] == k]
-        m = len(match(p[:, :2], t[:, :2], radius))
-        out[k] = (m, len(p) - m, len(t) - m)
+        inside = t[:, 3] > 0 if t.shape[1] > 3 else np.ones(len(t), bool)
+        pairs = match(p[:, :2], t[:, :2], radius)
+        hits = int(inside[pairs[:, 1]].sum())
+        out[k] = (hits, len(p) - len(pairs), int(inside.sum()) - hits)
     return out
 
 

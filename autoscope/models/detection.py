@@ -15,6 +15,8 @@ import numpy as np
 
 from autoscope.models.kit import TrainKit
 
+HEAD_PRIOR_LOGIT = -2.19  # logit of 0.1: the heatmaps' starting probability
+
 KIT = TrainKit(
     data_module="autoscope.models.det_data:DetDataModule",
     build_model="autoscope.models.detection:build_model",
@@ -34,10 +36,16 @@ def detect_params(arch: Mapping[str, Any] | None) -> Any:
 
 def build_model(arch: Mapping[str, Any], num_classes: int, stores: Any = None) -> Any:
     """`build.build_classifier` (a dense net, `num_classes` heatmaps) with its `detect` params."""
+    import torch
+
     from autoscope.models.build import build_classifier
 
     model = build_classifier(arch, num_classes, stores)
     model.detect = detect_params(arch)
+    head = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    if head.bias is not None and not arch.get("pretrained"):
+        with torch.no_grad():  # start at a 10 % centre prior (CenterNet): no flood of peaks
+            head.bias.fill_(HEAD_PRIOR_LOGIT)
     return model
 
 
@@ -129,8 +137,11 @@ def test_report(
         p = images.shape[1]
         canvas = np.full((len(pick) * (p + 2), 3 * (p + 2), 3), 255, np.uint8)
         for row, i in enumerate(pick):
-            views = (images[i], draw_cells(images[i], truth[i], colors, False),
-                     draw_cells(images[i], found[i], colors, True))  # fmt: skip
+            views = (
+                images[i],
+                draw_cells(images[i], truth[i], colors, False),
+                draw_cells(images[i], found[i], colors, True),
+            )
             for j, v in enumerate(views):
                 canvas[
                     row * (p + 2) + 1 : row * (p + 2) + 1 + p, j * (p + 2) + 1 : j * (p + 2) + 1 + p

@@ -268,10 +268,16 @@ def make_cell_slide(
     img, inst = _render(rng, tissue_xy, (width_px, height_px), cells, outlines)
     write_pyramid(path, img, mpp=mpp, tile_px=tile_px, with_mpp=with_mpp, jpeg_quality=jpeg_quality)
     stem = path.with_suffix("")
-    out = {k: Path(f"{stem}{s}") for k, s in (
-        ("points", ".points.geojson"), ("xml", ".xml"), ("csv", ".csv"),
-        ("instances", ".instances.png"), ("classes", ".instances.csv"),
-    )}  # fmt: skip
+    out = {
+        k: Path(f"{stem}{s}")
+        for k, s in (
+            ("points", ".points.geojson"),
+            ("xml", ".xml"),
+            ("csv", ".csv"),
+            ("instances", ".instances.png"),
+            ("classes", ".instances.csv"),
+        )
+    }
     points = [
         _feature({"type": "Point", "coordinates": [round(x, 2), round(y, 2)]}, int(c))
         for x, y, c in cells
@@ -286,6 +292,14 @@ def make_cell_slide(
     with atomic_file(out["instances"]) as tmp:
         Image.fromarray(inst).save(tmp, "PNG")
     return CellSlide(
-        path, cells, outlines, out["points"], out["xml"], out["csv"], out["instances"],
-        width_px, height_px, mpp,
-    )  # fmt: skip
+        path,
+        cells,
+        outlines,
+        out["points"],
+        out["xml"],
+        out["csv"],
+        out["instances"],
+        width_px,
+        height_px,
+        mpp,
+    )
