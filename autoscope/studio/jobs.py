@@ -33,7 +33,7 @@ class Job:
 
     id: str
     words: list[str]
-    label: str
+    label: str = ""
     status: str = "queued"  # queued | running | done | failed | cancelled | interrupted
     created: float = field(default_factory=time.time)
     started: float | None = None

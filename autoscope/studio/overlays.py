@@ -204,3 +204,24 @@ def patches_collection(manifest: Any, patch0_px: dict[str, float], colors: dict[
             }
         )
     return {"type": "FeatureCollection", "features": feats}
+
+
+def synthetic_cells(n: int, width_px: int, height_px: int, seed: int = 0) -> dict[str, Any]:
+    """`n` cell detections (points, two classes) spread over a slide: for tests and benchmarks."""
+    rng = np.random.default_rng(seed)
+    xs, ys = rng.uniform(0, width_px, n), rng.uniform(0, height_px, n)
+    cls = [("tumor", [214, 39, 40]), ("lymphocyte", [44, 160, 44])]
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
+                "properties": {
+                    "objectType": "detection",
+                    "classification": {"name": cls[i % 2][0], "color": cls[i % 2][1]},
+                },
+            }
+            for i, (x, y) in enumerate(zip(xs, ys, strict=True))
+        ],
+    }

@@ -1,0 +1,178 @@
+"""The Studio's pages, tile and overlay APIs and guards, through FastAPI's test client."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image
+
+from autoscope.studio import stores
+
+
+def token(client) -> str:
+    """The session's CSRF token (the cookie the pages set)."""
+    return client.cookies["autoscope_csrf"]
+
+
+def _slide(ctx) -> dict:
+    return stores.slides_table(ctx)[0]
+
+
+def test_every_page_renders(client, ctx):
+    sid = _slide(ctx)["slide_id"]
+    for page in (
+        "/",
+        "/projects",
+        "/slides",
+        "/datasets",
+        "/experiments",
+        "/models",
+        "/packages",
+        "/inference",
+        "/jobs",
+        f"/viewer/{sid}",
+    ):
+        r = client.get(page)
+        assert r.status_code == 200, page
+        assert "AutoSCOPE Studio" in r.text
+    assert "s0" in client.get("/slides?q=s0&sort=mpp_x&desc=true").text
+    assert "s0" not in client.get("/slides?q=nomatch").text.split("<table")[1]
+    assert "openseadragon.min.js" in client.get(f"/viewer/{sid}").text
+
+
+def test_dzi_tiles_match_the_reader(client, ctx):
+    from autoscope.slides.reader import open_reader
+
+    row = _slide(ctx)
+    sid = row["slide_id"]
+    xml = client.get(f"/api/slides/{sid}.dzi").text
+    assert 'Width="2048"' in xml and 'Height="1536"' in xml and 'TileSize="256"' in xml
+    r = client.get(f"/api/slides/{sid}_files/11/2_1.jpeg")  # level 11 = full resolution
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    tile = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+    path = stores.slide_row(ctx, sid)["path"]
+    with open_reader(path) as reader:
+        ref = reader.read_region(512, 256, 0, 256, 256).astype(int)
+    assert tile.shape == ref.shape and np.abs(tile - ref).mean() < 6
+    small = Image.open(io.BytesIO(client.get(f"/api/slides/{sid}_files/8/0_0.jpeg").content))
+    assert small.size == (256, 192)  # 2048 x 1536 / 8
+    assert client.get(f"/api/slides/{sid}_files/11/99_0.jpeg").status_code == 404
+    assert client.get(f"/api/slides/{sid}_files/12/0_0.jpeg").status_code == 404
+    assert client.get("/api/slides/notaslide.dzi").status_code == 404
+    assert client.get(f"/api/slides/{sid}_files/x/0_0.jpeg").status_code == 422
+
+
+def test_overlays_tiles_and_vectors(client, ctx):
+    sid = _slide(ctx)["slide_id"]
+    info = client.get(f"/api/slides/{sid}/overlays").json()
+    assert info["mpp"] == 0.5
+    ids = {layer["id"]: layer["kind"] for layer in info["layers"]}
+    assert ids["tissue"] == "image"
+    cells = "geojson:cells_model/v1:cells.geojson"
+    assert ids[cells] == "objects"
+    mask = client.get(f"/api/slides/{sid}/overlay.png", params={"layer": "tissue"})
+    assert mask.status_code == 200 and float(mask.headers["x-overlay-width"]) == 2048
+    alpha = np.asarray(Image.open(io.BytesIO(mask.content)))[..., 3]
+    assert 0 < (alpha > 0).mean() < 1
+    t = client.get(f"/api/slides/{sid}/otiles/8/0_0.png", params={"layer": cells})
+    rgba = np.asarray(Image.open(io.BytesIO(t.content)))
+    assert rgba.shape == (192, 256, 4) and (rgba[..., 3] > 0).sum() > 400  # 500 cells as dots
+    v = client.get(
+        f"/api/slides/{sid}/vectors",
+        params={"layer": cells, "x0": 0, "y0": 0, "x1": 500, "y1": 500},
+    ).json()
+    assert 0 < v["count"] < 100 and not v["truncated"] and len(v["features"]) == v["count"]
+    assert all(f["geometry"]["coordinates"][0] <= 500 for f in v["features"])
+    ctx.spec = type(ctx.spec)(vector_max_features=10)
+    many = client.get(
+        f"/api/slides/{sid}/vectors",
+        params={"layer": cells, "x0": 0, "y0": 0, "x1": 2048, "y1": 1536},
+    ).json()
+    assert many["truncated"] and many["features"] == [] and many["count"] == 500
+    bad = client.get(
+        f"/api/slides/{sid}/vectors", params={"layer": cells, "x0": 5, "y0": 0, "x1": 1, "y1": 1}
+    )
+    assert bad.status_code == 422
+    assert (
+        client.get(
+            f"/api/slides/{sid}/otiles/8/0_0.png",
+            params={"layer": "geojson:cells_model/v1:../../x.geojson"},
+        ).status_code
+        == 404
+    )
+
+
+def test_files_only_under_the_project(client, ctx, tmp_path):
+    ws = ctx.stores.workspace
+    ok = client.get(
+        "/files/" + os.path.relpath(ctx.infer_dir / "cells_model/v1/s0/summary.json", ws)
+    )
+    assert ok.status_code == 200
+    for bad in ("/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/files//etc/passwd"):
+        assert client.get(bad).status_code == 403
+    secret = tmp_path / "secret.txt"
+    secret.write_text("no")
+    link = ctx.stores.outputs / "link.txt"
+    link.unlink(missing_ok=True)
+    link.symlink_to(secret)
+    assert client.get("/files/outputs/demo/link.txt").status_code == 403
+    link.unlink()
+
+
+def test_state_changes_need_the_session_token(client):
+    assert client.post("/experiments/launch", data={"model": "tiny_cnn"}).status_code == 403
+    r = client.post("/experiments/launch", data={"model": "tiny_cnn", "csrf_token": "forged"})
+    assert r.status_code == 403
+    assert client.post("/api/jobs/x/cancel").status_code == 403
+
+
+def test_launch_form_validates_by_composing(client, ctx):
+    t = token(client)
+    r = client.post("/experiments/launch", data={"csrf_token": t, "trainer.max_epochs": "abc"})
+    assert r.status_code == 400 and "trainer.max_epochs=abc" in r.json()["detail"]
+    r = client.post("/experiments/launch", data={"csrf_token": t, "model": "no_such_model"})
+    assert r.status_code == 400 and "not a choice" in r.json()["detail"]
+    r = client.post("/experiments/launch", data={"csrf_token": t, "overrides": "nokey"})
+    assert r.status_code == 400
+    r = client.post(
+        "/experiments/launch",
+        follow_redirects=False,
+        data={
+            "csrf_token": t,
+            "model": "tiny_cnn",
+            "trainer.max_epochs": "1",
+            "sweep": "1",
+            "hpo": "small",
+        },
+    )
+    assert r.status_code == 303
+    job = client.get("/api" + r.headers["location"]).json()
+    assert job["words"] == [
+        "train",
+        "demo",
+        "-m",
+        "model=tiny_cnn",
+        "hpo=small",
+        "trainer.max_epochs=1",
+    ]
+
+
+def test_mpp_form_writes_the_metadata_csv(client, ctx, studio_ws):
+    sid = _slide(ctx)["slide_id"]
+    r = client.post(
+        "/slides/mpp",
+        follow_redirects=False,
+        data={"csrf_token": token(client), "slide_id": sid, "mpp": "0.25"},
+    )
+    assert r.status_code == 303
+    text = (studio_ws / "meta.csv").read_text()
+    assert "raw/s0.tif" in text and "0.25" in text
+    job = client.get("/api" + r.headers["location"]).json()
+    assert job["words"] == ["slides", "ingest", "demo"]
+    bad = client.post(
+        "/slides/mpp", data={"csrf_token": token(client), "slide_id": sid, "mpp": "big"}
+    )
+    assert bad.status_code == 400
+    (studio_ws / "meta.csv").write_text("path,scanner\n")
