@@ -208,3 +208,39 @@ def test_pre_cut_images_with_label_masks_give_aligned_patch_masks(tmp_path: Path
     with pytest.raises(UserError, match="no label mask beside it"):
         (tmp_path / "p0_mask.png").unlink()
         t.plan(ds, project, pd.DataFrame(), None)
+
+
+def test_imagescope_polygons_give_patches_with_pixel_masks(tmp_path: Path) -> None:
+    from autoscope.datasets.segmentation import SegTargets
+    from autoscope.datasets.spec import SourceSpec
+    from autoscope.project import ClassSpec
+
+    def region(text: str, x0: int, x1: int) -> str:
+        pts = [(x0, 0), (x1, 0), (x1, 400), (x0, 400)]
+        verts = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in pts)
+        return f'<Region Id="1" Text="{text}"><Vertices>{verts}</Vertices></Region>'
+
+    xml = tmp_path / "s1.xml"
+    body = region("tumor", 0, 200) + region("stroma", 200, 400)
+    xml.write_text(f'<Annotations MicronsPerPixel="0.5"><Annotation Id="1" Name="x"><Regions>{body}'
+                   "</Regions></Annotation></Annotations>")  # fmt: skip
+    row = {"slide_id": "abc123", "name": "s1", "status": "ok", "error": "", "path": "s1.tif"}
+    registry = pd.DataFrame([{**row, "width_px": 800, "height_px": 800, "mpp_x": 0.5}])
+    src = SourceSpec(type="xml", path=str(xml))
+    ds = SimpleNamespace(name="x", sources=(src,), class_map={}, split=SimpleNamespace(seed=0),
+                         patch_px=50, mpp=1.0, stride=lambda s: 50, max_patches_per_slide=None,
+                         setting=lambda s, k: {"min_overlap": 0.5, "max_patches_per_slide": None,
+                                               "label_level": "tissue"}[k])  # fmt: skip
+    project = SimpleNamespace(
+        class_names=["tumor", "stroma"], classes=[ClassSpec("tumor"), ClassSpec("stroma")]
+    )
+    t = SegTargets()
+    plan, _ = t.plan(ds, project, registry, None)
+    assert len(plan) == 16 and set(plan["x"]) == {0, 100, 200, 300}  # 100 level-0 px patches
+    assert (plan["label_idx"] == (plan["x"] >= 200)).all()  # the dominant class
+    plan = plan.sort_values(["x", "y"]).reset_index(drop=True)
+    plan["shard"], plan["index"], plan["split"] = "shards/shard_00000.npy", range(16), "train"
+    stats = t.write(plan, tmp_path / "ds", ds, project, {"abc123": ("s1.tif", 0.5)})
+    masks = np.load(tmp_path / "ds" / "masks" / "shard_00000.npy")
+    assert (masks[:8] == 0).all() and (masks[8:] == 1).all()  # tumor left of x=200, stroma right
+    assert stats["pixels"] == {"tumor": 8 * 2500, "stroma": 8 * 2500}
