@@ -43,7 +43,6 @@ def class_regions(
     area in mm²).
     """
     from shapely import box, unary_union
-    from shapely.geometry import mapping
 
     side = min(tile0, step0)  # area a tile stands for
     gside = min(tile0, math.ceil(step0))  # drawn side: rounded corners must not leave slivers
@@ -56,24 +55,33 @@ def class_regions(
         runs = _row_runs(coords[sel], step0)
         geom = unary_union([box(x0, y, x1 + gside, y + gside) for x0, x1, y in runs])
         n = int(sel.sum())
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": mapping(geom),
-                "properties": {
-                    "objectType": "annotation",
-                    "name": cls["name"],
-                    "classification": {
-                        "name": cls["name"],
-                        "color": list(hex_rgb(cls.get("color"), k)),
-                    },
-                    "isLocked": False,
-                    "measurements": {
-                        "tiles": n,
-                        "mean_probability": round(float(probs[sel, k].mean()), 6),
-                        "area_mm2": round(n * (side * slide_mpp) ** 2 / 1e6, 6),
-                    },
-                },
-            }
-        )
+        measurements = {
+            "tiles": n,
+            "mean_probability": round(float(probs[sel, k].mean()), 6),
+            "area_mm2": round(n * (side * slide_mpp) ** 2 / 1e6, 6),
+        }
+        features.append(annotation_feature(geom, cls, k, measurements))
     return {"type": "FeatureCollection", "features": features}
+
+
+def annotation_feature(
+    geom: Any, cls: dict[str, Any], index: int, measurements: dict[str, Any]
+) -> dict[str, Any]:
+    """One QuPath annotation: `objectType`, `classification {name, color [r, g, b]}`,
+    `measurements` (the tile classifier's and the segmentation engine's regions alike)."""
+    from shapely.geometry import mapping
+
+    return {
+        "type": "Feature",
+        "geometry": mapping(geom),
+        "properties": {
+            "objectType": "annotation",
+            "name": cls["name"],
+            "classification": {
+                "name": cls["name"],
+                "color": list(hex_rgb(cls.get("color"), index)),
+            },
+            "isLocked": False,
+            "measurements": measurements,
+        },
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from autoscope.infer.raster import HEATMAP_ALPHA, class_colors, hex_rgb
+from autoscope.infer.raster import HEATMAP_ALPHA, class_colors
 
 TIFF_TILE_PX = 256  # label TIFF tile side
 POLYGON_BAND_PX = 1024  # label-map rows polygonised at a time
@@ -117,29 +117,14 @@ def class_polygons(
 def qupath_annotations(
     polygons: dict[int, Any], classes: Sequence[dict[str, Any]], px0_mm2: float
 ) -> dict[str, Any]:
-    """A QuPath GeoJSON FeatureCollection: one annotation per class (`objectType`,
-    `classification {name, color [r, g, b]}`, `measurements.area_mm2`)."""
-    from shapely.geometry import mapping
+    """A QuPath GeoJSON FeatureCollection: one annotation per class (`regions.annotation_feature`)
+    with its area in mm² (`px0_mm2`: one level-0 pixel)."""
+    from autoscope.infer.regions import annotation_feature
 
-    features = []
-    for k, geom in sorted(polygons.items()):
-        cls = classes[k]
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": mapping(geom),
-                "properties": {
-                    "objectType": "annotation",
-                    "name": cls["name"],
-                    "classification": {
-                        "name": cls["name"],
-                        "color": list(hex_rgb(cls.get("color"), k)),
-                    },
-                    "isLocked": False,
-                    "measurements": {"area_mm2": round(float(geom.area) * px0_mm2, 6)},
-                },
-            }
-        )
+    features = [
+        annotation_feature(g, classes[k], k, {"area_mm2": round(float(g.area) * px0_mm2, 6)})
+        for k, g in sorted(polygons.items())
+    ]
     return {"type": "FeatureCollection", "features": features}
 
 
