@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import UTC, datetime
@@ -18,10 +17,6 @@ from autoscope.infer.seg_writers import (
     write_label_tiff,
 )
 from autoscope.portable import portable_path
-
-
-def _json(obj: Any, path: Path) -> None:
-    path.write_text(json.dumps(obj, indent=1, default=float))
 
 
 def write_outputs(
@@ -48,7 +43,7 @@ def write_outputs(
         slide_id: the slide's registry id.
     """
     from autoscope.infer.segment import FILES
-    from autoscope.infer.writers import write_overview
+    from autoscope.infer.writers import _json, write_overview
 
     t0 = time.perf_counter()
     classes = spec.class_dicts

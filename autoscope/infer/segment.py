@@ -71,6 +71,7 @@ def run_tiles(
         SlideError: the slide cannot be read or does not fit the model's resolution.
     """
     from autoscope.infer.batching import pick_device, prepare_model
+    from autoscope.infer.engine import _progress
     from autoscope.infer.source import SlideError, check_resolution, open_slide, tissue_grid
     from autoscope.slides.parallel import iter_batches
 
@@ -110,7 +111,7 @@ def run_tiles(
     net = prepare_model(model, dev, tile if dev.type != "cpu" else None)  # CPU: eager (faster)
     t1 = time.perf_counter()
     model_s, done = 0.0, 0
-    bar = _bar(len(grid), Path(path).name, spec.progress)
+    bar = _progress(len(grid), Path(path).name, spec.progress)
     try:
         if len(grid):
             depth = spec.queue_depth()
@@ -162,14 +163,6 @@ def dense_probs(net: Any, patches: np.ndarray, device: Any) -> np.ndarray:
         step = max(1, CPU_CALL_PX // max(1, x.shape[1] * x.shape[2]))
         parts = [torch.softmax(net(x[i : i + step]).float(), dim=1) for i in range(0, len(x), step)]
         return torch.cat(parts).numpy()
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="tile", leave=False, dynamic_ncols=True)
 
 
 def infer_slide(

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from autoscope.errors import UserError
-from autoscope.models.data import SPLITS, PatchDataModule, load_split, resize_u8
+from autoscope.models.data import SPLITS, PatchDataModule, _Batches, load_split, resize_u8
 from autoscope.models.seg_losses import IGNORE
 
 
@@ -45,18 +45,6 @@ class _JointDihedral(Dataset):
         codes = dihedral_codes(len(i), self.generator).numpy() if self.geometric else None
         both = torch.from_numpy(gather_dihedral(self.xy, i, codes))
         return both[..., :3].contiguous(), both[..., 3].long()
-
-
-class _Pairs(Dataset):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        i = torch.as_tensor(idx)
-        return self.x.index_select(0, i), self.y.index_select(0, i).long()
 
 
 class SegDataModule(PatchDataModule):
@@ -118,7 +106,7 @@ class SegDataModule(PatchDataModule):
         x, y = self._fit if train else self.splits[split]
         if not train:
             batches = BatchSampler(SequentialSampler(range(len(y))), self.eval_batch_size, False)
-            return DataLoader(_Pairs(x, y), sampler=batches, batch_size=None, num_workers=0)
+            return DataLoader(_Batches(x, y), sampler=batches, batch_size=None, num_workers=0)
         g = torch.Generator().manual_seed(self.seed)
         drop = len(y) > self.batch_size
         batches = BatchSampler(RandomSampler(range(len(y)), generator=g), self.batch_size, drop)
