@@ -8,6 +8,9 @@ from autoscope.errors import UserError
 from autoscope.infer.seg_stitch import WINDOWS
 from autoscope.infer.spec import InferSpec
 
+AUTO_TILE_PX = (
+    256  # tile_px null: at least this (a U-Net trained on small patches runs on larger tiles)
+)
 SETTINGS = {  # infer.segment keys (conf/infer/default.yaml) and their defaults
     "tile_px": None,
     "overlap_px": 32,
@@ -22,7 +25,8 @@ class SegSettings:
     """The segmentation engine's settings (`infer.segment`), checked.
 
     Attributes:
-        tile_px: tile side at the model's resolution (None: the card's patch_px); a fully
+        tile_px: tile side at the model's resolution (None: the card's patch_px, at least
+            `AUTO_TILE_PX`); a fully
             convolutional net runs on larger tiles than it was trained on (fewer seams, faster).
         overlap_px: overlap of neighbouring tiles (the blended border), < tile_px.
         window: blending window, hann | flat.
@@ -55,7 +59,7 @@ class SegSettings:
                 f"infer.segment.{unknown[0]}: not a segmentation setting ({', '.join(SETTINGS)})"
             )
         v = {**SETTINGS, **{k: x for k, x in given.items() if x is not None}}
-        tile = int(v["tile_px"] or spec.patch_px)
+        tile = int(v["tile_px"] or max(spec.patch_px, AUTO_TILE_PX))
         out = cls(tile, int(v["overlap_px"]), str(v["window"]), float(v["simplify_um"]),
                   float(v["min_area_um2"]))  # fmt: skip
         if not 0 <= out.overlap_px < tile:

@@ -244,3 +244,20 @@ def test_imagescope_polygons_give_patches_with_pixel_masks(tmp_path: Path) -> No
     masks = np.load(tmp_path / "ds" / "masks" / "shard_00000.npy")
     assert (masks[:8] == 0).all() and (masks[8:] == 1).all()  # tumor left of x=200, stroma right
     assert stats["pixels"] == {"tumor": 8 * 2500, "stroma": 8 * 2500}
+
+
+def test_segment_settings_are_checked_with_one_line() -> None:
+    from autoscope.infer.seg_settings import SegSettings
+
+    def spec(**seg: object) -> SimpleNamespace:
+        return SimpleNamespace(patch_px=64, segment=seg)
+
+    st = SegSettings.from_spec(spec())
+    assert (st.tile_px, st.step_px, st.window) == (256, 224, "hann")  # at least 256 px tiles
+    assert SegSettings.from_spec(spec(tile_px=96, overlap_px=16)).step_px == 80
+    with pytest.raises(UserError, match=r"infer.segment.overlap: not a segmentation setting"):
+        SegSettings.from_spec(spec(overlap=3))
+    with pytest.raises(UserError, match=r"infer.segment.overlap_px: 300 must be in 0..255"):
+        SegSettings.from_spec(spec(overlap_px=300))
+    with pytest.raises(UserError, match=r"infer.segment.window"):
+        SegSettings.from_spec(spec(window="gauss"))
