@@ -1,0 +1,103 @@
+"""The cell detection demo through a real workspace pipeline at toy size: `autoscope init`,
+`autoscope pipeline add`, `dvc repro` (ingest -> dataset -> train -> archive -> package -> infer).
+
+The toy recipe is the built-in `demo_cells` with smaller numbers (3 small synthetic cell slides,
+the tiny heatmap U-Net, half a minute of training); project, dataset sources, metric, thresholds
+and engine settings are the built-in recipe's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autoscope.config import BUILTIN_RECIPES
+from autoscope.slides.synth_cells import make_cell_slide
+
+BIN = Path(sys.executable).parent
+SLIDES = ("cells_000", "cells_001", "cells_002")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@localhost")):
+        env.setdefault(k, v)
+        env.setdefault(k.replace("AUTHOR", "COMMITTER"), v)
+    return env
+
+
+def sh(*cmd: str, cwd: Path) -> str:
+    p = subprocess.run(list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True)
+    assert p.returncode == 0, f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p.stdout + p.stderr
+
+
+def toy_recipe() -> str:
+    """The built-in demo_cells recipe at toy size."""
+    data = yaml.safe_load((BUILTIN_RECIPES / "demo_cells.yaml").read_text())
+    data["defaults"] = [
+        "override model: det_tiny" if str(d).startswith("override model") else d
+        for d in data["defaults"]
+    ]
+    fractions = {"train": 0.34, "val": 0.33, "test": 0.33}  # one slide each
+    data["dataset"] = {"max_patches_per_slide": 48, "split": {"fractions": fractions}}
+    data["trainer"].update(max_epochs=25, max_minutes=0.5, batch_size=8, sample_grid=4)
+    data["infer"]["detect"].update(tile_px=128, threshold=0.2, gzip_min_cells=1)  # .gz too
+    data["archive"]["thresholds"]["min"]["val/f1"] = 0.0  # a toy fit need not clear the bar
+    data["archive"]["model_name"] = "cells_toy"
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("detws")
+    root = base / "ws"
+    sh(str(BIN / "autoscope"), "init", str(root), cwd=base)
+    (root / "recipes" / "cells_toy.yaml").write_text(toy_recipe())
+    raw = root / "data" / "demo" / "raw" / "cells"
+    for i, name in enumerate(SLIDES):
+        make_cell_slide(raw / f"{name}.tif", seed=i, width_px=1024, height_px=768)
+    out = sh("autoscope", "pipeline", "add", "cells_toy", cwd=root)
+    assert "train@cells_toy (one training run)" in out
+    sh("dvc", "add", "data/demo/raw", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "commit", "-qm", "toy detection recipe and slides", cwd=root)
+    sh("dvc", "repro", cwd=root)
+    return root
+
+
+def test_the_cell_detection_demo_runs_through_dvc_repro(ws: Path) -> None:
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    for stage in ("ingest@demo_cells", "dataset@demo_cells-demo_cells", "train@cells_toy",
+                  "archive@cells_toy", "package@cells_toy", "infer@cells_toy"):  # fmt: skip
+        assert stage in lock, stage
+    ds = ws / "data" / "demo_cells" / "datasets" / "demo_cells"
+    stats = json.loads((ds / "stats.json").read_text())["targets"]
+    assert stats["kind"] == "detection" and min(stats["cells_per_class"].values()) > 0
+    assert (ds / "cells.parquet").is_file() and (ds / "report" / "cells_montage.png").is_file()
+    metrics = json.dumps(json.loads(sh("dvc", "metrics", "show", "--json", cwd=ws)))
+    assert "val/f1" in metrics and "test/f1" in metrics
+    card = json.loads((ws / "outputs/demo_cells/models/cells_toy/v1/metadata.json").read_text())
+    assert card["task"] == "cell_detection" and card["arch"]["detect"]["match_um"] == 3.0
+    results = sorted((ws / "outputs/demo_cells/infer/cells_toy/v1").glob("cells_*/summary.json"))
+    assert len(results) == len(SLIDES)
+    summary = json.loads(results[0].read_text())
+    assert summary["tiles"]["total"] > 0 and summary["areas_mm2"]["tissue"] > 0
+    assert set(summary["cells"]["per_mm2"]) == {"tumor", "lymphocyte", "fibroblast"}
+    folder = results[0].parent
+    for f in ("cells.geojson", "cells.geojson.gz", "heatmap.png", "overview.png"):
+        assert (folder / f).stat().st_size > 0, f
+    geo = json.loads((folder / "cells.geojson").read_text())
+    assert len(geo["features"]) == summary["cells"]["total"] > 0
+    assert json.loads(gzip.decompress((folder / "cells.geojson.gz").read_bytes())) == geo
+    if geo["features"]:
+        props = geo["features"][0]["properties"]
+        assert props["objectType"] == "detection" and "probability" in props["measurements"]
+        assert props["classification"]["name"] in {"tumor", "lymphocyte", "fibroblast"}
