@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/infer.py
 	$(BIN)/python benchmarks/segment.py
+	$(BIN)/python benchmarks/detect.py
 
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/tiles.py --preset full --out outputs/bench/tiles_full.json
