@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from autoscope.errors import UserError
 from autoscope.studio import layers, stores
@@ -81,12 +82,14 @@ def add_api(app: FastAPI, studio: Studio) -> None:
         return Response(dzi_xml(geo, studio.tiles.tile_px), media_type="application/xml")
 
     @app.get("/api/slides/{slide_id}_files/{level}/{col}_{row}.jpeg")
-    def tile(slide_id: str, level: int, col: int, row: int) -> Response:
-        geo = studio.geometry(studio.row(slide_id))
-        try:
-            data = studio.tiles.tile(slide_id, geo, level, col, row)
-        except KeyError as e:
-            raise HTTPException(404, str(e)) from None
+    async def tile(slide_id: str, level: int, col: int, row: int) -> Response:
+        geo = studio.geometry(studio.row(slide_id))  # registered slides only
+        data = studio.tiles.cached(slide_id, level, col, row)
+        if data is None:  # read and encode in a worker thread
+            try:
+                data = await run_in_threadpool(studio.tiles.tile, slide_id, geo, level, col, row)
+            except KeyError as e:
+                raise HTTPException(404, str(e)) from None
         return Response(data, media_type="image/jpeg", headers=CACHE)
 
     @app.get("/api/slides/{slide_id}/thumbnail")

@@ -34,13 +34,30 @@ def slides_table(
     return df[[c for c in keep if c in df.columns]].to_dict("records")
 
 
-def slide_row(ctx: StudioContext, slide_id: str) -> pd.Series | None:
-    """The registered slide with this exact id (None: not registered)."""
-    from autoscope.slides.registry import load_registry
+_ROWS: dict[tuple, dict[str, pd.Series]] = {}  # the registry read last, by file and mtime
 
-    df = load_registry(ctx.stores)
-    hit = df[df["slide_id"].astype(str) == slide_id]
-    return None if hit.empty else hit.iloc[0]
+
+def slide_row(ctx: StudioContext, slide_id: str) -> pd.Series | None:
+    """The registered slide with this exact id (None: not registered).
+
+    The registry is read again whenever its file changes (size or modification time), so an
+    ingest running beside the Studio shows at once; tile requests do not re-read it each time.
+    """
+    from autoscope.slides.registry import load_registry, registry_path
+
+    path = registry_path(ctx.stores)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    rows = _ROWS.get(key)
+    if rows is None:
+        df = load_registry(ctx.stores)
+        rows = {str(r["slide_id"]): r for _, r in df.iterrows()}
+        _ROWS.clear()
+        _ROWS[key] = rows
+    return rows.get(slide_id)
 
 
 def datasets(ctx: StudioContext) -> list[dict[str, Any]]:

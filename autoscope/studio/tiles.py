@@ -85,6 +85,12 @@ class ByteLRU:
         self._cache = TileCache(max_bytes)
         self._lock = threading.Lock()
 
+    def get(self, key: Hashable) -> bytes | None:
+        """The cached bytes of `key` (None: not cached)."""
+        with self._lock:
+            hit = self._cache.get(key)  # type: ignore[arg-type]
+        return None if hit is None else hit.tobytes()
+
     def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
         """The cached bytes of `key`, made (outside the lock) and stored when missing."""
         with self._lock:
@@ -192,3 +198,7 @@ class TileServer:
             return encode(rgb, "JPEG", self.quality)
 
         return self.cache.get_or_make(("slide", slide_id, level, col, row), make)
+
+    def cached(self, slide_id: str, level: int, col: int, row: int) -> bytes | None:
+        """A tile's bytes when the cache holds them (served without a worker thread)."""
+        return self.cache.get(("slide", slide_id, level, col, row))
