@@ -5,11 +5,11 @@ Run: ``.venv/bin/python benchmarks/studio.py [--cells 100000] [--levels 3]`` fro
 It makes a workspace under ``outputs/bench/studio_ws`` (one 4096 x 3072 synthetic slide ingested
 by ``autoscope slides ingest``, and an inference folder holding ``cells.geojson`` with
 ``--cells`` synthetic cell detections), starts ``autoscope studio demo`` there on a free
-127.0.0.1 port and, with one keep-alive ``httpx`` client:
+127.0.0.1 port and, with keep-alive ``httpx`` clients:
 
-- tiles: every DZI tile of the finest ``--levels`` levels over 4 keep-alive connections, twice: the first pass from a cold
-  cache (``tiles_cold_per_s``), the second from the warm one; the bound is the same tiles read
-  through the tile reader directly in this process, as JPEG tiles
+- tiles: every DZI tile of the finest ``--levels`` levels over 4 keep-alive connections, twice:
+  the first pass from a cold cache (``tiles_cold_per_s``), the second from the warm one; the
+  bound is the same tiles read through the tile reader directly in this process, as JPEG tiles
   (``autoscope.studio.tiles.read_tile`` + ``encode``, no HTTP), so ``tiles_warm_vs_bound`` =
   warm tiles/s over reader tiles/s (target >= 0.8); ``tiles_warm_vs_pixels`` compares with the
   pixels alone (no JPEG encoding: the reader's decode rate, a stricter bound);
