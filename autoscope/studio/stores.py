@@ -133,12 +133,17 @@ def studies(ctx: StudioContext) -> list[dict[str, Any]]:
     """Optuna studies of the storage: trials' history and parameter importances."""
     import optuna
 
-    url = ctx.stores.optuna_storage
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        return []
+    urls = [ctx.stores.optuna_storage]  # the shared storage, and each sweep folder's own
+    urls += [f"sqlite:///{p}" for p in sorted((ctx.stores.outputs / "hpo").glob("*/study.db"))]
+    urls = [
+        u
+        for u in dict.fromkeys(urls)
+        if not u.startswith("sqlite:///") or Path(u[len("sqlite:///") :]).is_file()
+    ]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    found = [(u, s) for u in urls for s in optuna.get_all_study_summaries(u)]
     out = []
-    for s in optuna.get_all_study_summaries(url):
+    for url, s in found:
         study = optuna.load_study(study_name=s.study_name, storage=url)
         trials = [
             {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params}
