@@ -49,6 +49,15 @@ METRICS: dict[str, str] = {  # family -> the metric a recipe of that family shou
 }
 
 
+OUTPUTS: dict[str, str] = {  # family -> what `autoscope infer` writes per slide (its last line)
+    "classification": "heatmaps (heatmap.png, heatmap.tif), GeoJSON (regions.geojson)",
+    "segmentation": "label maps (labels.tif, labels.png, heatmap.png), QuPath polygons "
+    "(regions.geojson), class areas",
+    "detection": "QuPath detections (cells.geojson[.gz]), density heatmap (heatmap.png), "
+    "counts per mm²",
+}
+
+
 def family(task: str, where: str = "project.task") -> str:
     """The family of `task`.
 

@@ -244,13 +244,21 @@ def add(root: Path, recipe: str) -> dict[str, Any]:
     Blocks the stages read (`slides`, `model`, `trainer` ...) are added to the recipe as `{}` where
     missing, so each stage can declare them as DVC params.
 
+    A built-in recipe (`demo_seg`, `demo_cells` ...) missing from the workspace is copied into
+    its `recipes/` first: the pipeline tracks the workspace's copy.
+
     Raises:
-        UserError: the recipe is not in the workspace's `recipes/`, or its outputs would collide
-            with another recipe's (same project and model name).
+        UserError: the recipe is neither in the workspace's `recipes/` nor built in, or its
+            outputs would collide with another recipe's (same project and model name).
     """
+    from autoscope.config import BUILTIN_RECIPES
+
     path = root / "recipes" / f"{recipe}.yaml"
+    if not path.is_file() and (BUILTIN_RECIPES / f"{recipe}.yaml").is_file():
+        path.parent.mkdir(exist_ok=True)
+        write_text(path, (BUILTIN_RECIPES / f"{recipe}.yaml").read_text())
     if not path.is_file():
-        raise UserError(f"pipeline add: no recipes/{recipe}.yaml in {root}")
+        raise UserError(f"pipeline add: no recipes/{recipe}.yaml in {root} (nor a built-in one)")
     _ensure_blocks(path)
     recipes = read_pipeline(root)
     e = entry(root, recipe)

@@ -154,6 +154,9 @@ def write_report(ds_dir: Path, stats: dict[str, Any], pictures: dict[str, str]) 
     for c in classes:
         if c in pictures:
             lines += [f"## {c}", "", f"![{c}]({pictures[c]})", ""]
+    for key, rel in pictures.items():  # a dense task's pictures (masks overlaid, cells drawn)
+        if key not in classes and not key.startswith("_"):
+            lines += [f"## {key}", "", f"![{key}]({rel})", ""]
     path = ds_dir / "report" / "report.md"
     path.write_text("\n".join(lines))
     return path

@@ -50,9 +50,10 @@ def run(cfg: Any) -> dict[str, Any]:
     )
     count = {s: sum(r["status"] == s for r in results) for s in ("ok", "skipped", "busy")}
     failed = [r for r in results if r["status"] == "failed"]
+    from autoscope.tasks import OUTPUTS, family
+
     print(
-        f"heatmaps (heatmap.png, heatmap.tif), GeoJSON (regions.geojson), summaries "
-        f"(summary.json) per slide in: {out_dir}/<slide>/"
+        f"{OUTPUTS[family(spec.task)]}, summaries (summary.json) per slide in: {out_dir}/<slide>/"
     )
     if failed:
         for r in failed:
