@@ -124,11 +124,13 @@ def add_pages(app: FastAPI, studio: Any) -> None:
         request: Request, q: str = "", status: str = "", sort: str = "name", desc: bool = False
     ) -> HTMLResponse:
         rows = stores.slides_table(ctx, q, status, sort, desc)
+        statuses = sorted({str(r["status"]) for r in stores.slides_table(ctx)})
         return _render(
             studio,
             request,
             "slides",
             rows=rows,
+            statuses=statuses,
             q=q,
             status=status,
             sort=sort,
@@ -145,11 +147,11 @@ def add_pages(app: FastAPI, studio: Any) -> None:
     @app.post("/slides/ingest")
     async def slides_ingest(request: Request) -> Any:
         folder = (await _form(request)).get("folder", "").strip()
-        if not folder or not (Path(folder).exists() or (ctx.stores.workspace / folder).exists()):
-            raise UserError(f"folder '{folder}' does not exist")
         words = ["slides", "ingest", ctx.recipe]
-        if folder != "recipe":
-            words.append(f"slides.sources=[{folder}]")
+        if folder != "recipe":  # `recipe`: the recipe's own sources
+            if not folder or "'" in folder or not (ctx.stores.workspace / folder).exists():
+                raise UserError(f"folder '{folder}' does not exist")
+            words.append(f"slides.sources=['{folder}']")
         return _queued(studio, words)
 
     @app.get("/viewer/{slide_id}", response_class=HTMLResponse)

@@ -176,3 +176,18 @@ def test_mpp_form_writes_the_metadata_csv(client, ctx, studio_ws):
     )
     assert bad.status_code == 400
     (studio_ws / "meta.csv").write_text("path,scanner\n")
+
+
+def test_ingest_form_queues_the_cli(client, studio_ws):
+    t = token(client)
+    bad = client.post("/slides/ingest", data={"csrf_token": t, "folder": "/no/such/folder"})
+    assert bad.status_code == 400 and "does not exist" in bad.json()["detail"]
+    r = client.post(
+        "/slides/ingest",
+        follow_redirects=False,
+        data={"csrf_token": t, "folder": str(studio_ws / "raw")},
+    )
+    job = client.get("/api" + r.headers["location"]).json()
+    assert job["words"] == ["slides", "ingest", "demo", f"slides.sources=['{studio_ws}/raw']"]
+    page = client.get(r.headers["location"])
+    assert page.status_code == 200 and "autoscope slides ingest demo" in page.text

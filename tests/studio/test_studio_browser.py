@@ -38,8 +38,9 @@ def server(ctx):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port,
-                                        log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning")
+    )
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     while not srv.started:
@@ -81,8 +82,9 @@ def test_viewer_pan_zoom_overlay(page, server):
     page.screenshot(path=str(SHOTS / "viewer.png"))
     page.evaluate("""() => { const v = studioViewer.viewer.viewport;
         v.zoomTo(v.imageToViewportZoom(1.0)); }""")
-    page.wait_for_function("Number(document.getElementById('osd').dataset.vectors || 0) > 0",
-                           timeout=15000)
+    page.wait_for_function(
+        "Number(document.getElementById('osd').dataset.vectors || 0) > 0", timeout=15000
+    )
     page.wait_for_timeout(800)
     page.screenshot(path=str(SHOTS / "viewer_vectors.png"))
 
