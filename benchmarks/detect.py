@@ -9,8 +9,9 @@ own commands (``project create``, ``slides ingest``, ``dataset build``, ``train`
 held-out synthetic slide (another seed, never trained on, ``outputs/bench/``), in one run:
 
 - ``naive``: OpenSlide ``read_region`` of one tile, the model on it, its peaks, tile by tile;
-- ``engine``: ``autoscope.infer.detect.run_tiles`` (prefetching reader processes, batched model
-  calls, the same peaks, core ownership and merge);
+- ``engine``: ``autoscope.infer.detect.run_tiles`` (prefetching reader processes, batched calls
+  of the frozen NCHW trace of the model (`detect.ready_net`), the same peaks, core ownership
+  and merge); the naive loop runs the model as loaded (eager, channels-last as archived);
 - ``reader``: the prefetching readers alone; ``model``: the model and peak finding alone on the
   same tiles held in memory.
 
@@ -125,10 +126,11 @@ def model_only(model: Any, batches: list[np.ndarray], spec: Any, st: Any) -> int
     """The model and the peak finding alone over in-memory batches; returns the cells found."""
     import torch
 
-    from autoscope.infer.detect import heat_probs, tile_cells
+    from autoscope.infer.detect import heat_probs, ready_net, tile_cells
 
     dev = torch.device("cpu")
-    return sum(len(c) for b in batches for c in tile_cells(heat_probs(model, b, dev), st, spec.mpp))
+    net = ready_net(model, dev, st.tile_px)  # as the engine runs it
+    return sum(len(c) for b in batches for c in tile_cells(heat_probs(net, b, dev), st, spec.mpp))
 
 
 def f1_figures(found: np.ndarray, truth: np.ndarray, radius0: float) -> dict[str, float]:

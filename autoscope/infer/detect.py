@@ -67,25 +67,42 @@ class TileOwner:
         return cells0[(cx >= x_lo) & (cx < x_hi) & (cy >= y_lo) & (cy < y_hi)]
 
 
-def heat_probs(net: Any, patches: np.ndarray, device: Any) -> Any:
-    """Sigmoid heatmaps float32 `[N, C, H, W]` (a torch tensor) of a uint8 `[N, H, W, 3]` batch.
+def ready_net(model: Any, device: Any, tile_px: int) -> Any:
+    """The model as the engine runs it: on a CPU a frozen NCHW trace of a copy (cached).
 
-    On a CPU in calls of about `segment.CPU_CALL_PX` pixels (a dense net's activations of a
-    whole batch overflow the caches); on a GPU one bf16 call.
+    A heatmap U-Net in channels-last eager mode ran 8 tiles of 256 px in 1.8 s on 2 cores, the
+    frozen NCHW trace (batch norm folded, oneDNN) in 0.36 s (batches of 8); equal within float
+    rounding. The caller's model is left as it is. On a GPU: channels-last (`prepare_model`).
     """
+    import copy
+
     import torch
 
-    from autoscope.infer.segment import CPU_CALL_PX
+    from autoscope.infer.batching import prepare_model
+
+    if device.type != "cpu":
+        return prepare_model(model, device, tile_px)
+    cache = model.__dict__.setdefault("_autoscope_det_cpu", {})
+    if tile_px not in cache:
+        plain = copy.deepcopy(model).eval()
+        if hasattr(plain, "channels_last"):
+            plain.channels_last = False
+        plain = plain.to(memory_format=torch.contiguous_format)
+        cache[tile_px] = prepare_model(plain, device, tile_px)
+    return cache[tile_px]
+
+
+def heat_probs(net: Any, patches: np.ndarray, device: Any) -> Any:
+    """Sigmoid heatmaps float32 `[N, C, H, W]` (a torch tensor) of a uint8 `[N, H, W, 3]` batch
+    (one call; bf16 autocast on a GPU)."""
+    import torch
 
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(patches))
         if device.type != "cpu":
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 return torch.sigmoid(net(x.to(device, non_blocking=True)).float())
-        step = max(1, CPU_CALL_PX // max(1, x.shape[1] * x.shape[2]))
-        return torch.cat(
-            [torch.sigmoid(net(x[i : i + step]).float()) for i in range(0, len(x), step)]
-        )
+        return torch.sigmoid(net(x).float())
 
 
 def tile_cells(heat: Any, settings: DetSettings, mpp: float) -> list[np.ndarray]:
@@ -159,7 +176,7 @@ def run_tiles(
     Raises:
         SlideError: the slide cannot be read or does not fit the model's resolution.
     """
-    from autoscope.infer.batching import pick_device, prepare_model
+    from autoscope.infer.batching import pick_device
     from autoscope.infer.engine import _progress
     from autoscope.infer.source import SlideError, level0_px
     from autoscope.slides.parallel import iter_batches
@@ -171,7 +188,7 @@ def run_tiles(
     tile0 = level0_px(slide_mpp, spec.mpp, settings.tile_px)
     owner = TileOwner(grid, tile0, level0_px(slide_mpp, spec.mpp, settings.step_px))
     dev = pick_device(spec.device)
-    net = prepare_model(model, dev, settings.tile_px if dev.type != "cpu" else None)
+    net = ready_net(model, dev, settings.tile_px)
     t1, model_s, kept = time.perf_counter(), 0.0, []
     bar = _progress(len(grid), Path(path).name, spec.progress)
     try:
@@ -257,12 +274,12 @@ def predict_patches(model: Any, x: np.ndarray, spec: InferSpec) -> list[dict[str
     Raises:
         ValueError: not a uint8 batch of the card's patch size.
     """
-    from autoscope.infer.batching import pick_device, prepare_model, uint8_patches
+    from autoscope.infer.batching import pick_device, uint8_patches
 
     arr = uint8_patches(x, spec.patch_px)
     settings = DetSettings.from_spec(spec)
     dev = pick_device(spec.device)
-    heat = heat_probs(prepare_model(model, dev, None), arr, dev)
+    heat = heat_probs(ready_net(model, dev, spec.patch_px), arr, dev)
     names = [c.name for c in spec.classes]
     return [
         {
