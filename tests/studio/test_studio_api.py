@@ -191,3 +191,29 @@ def test_ingest_form_queues_the_cli(client, studio_ws):
     assert job["words"] == ["slides", "ingest", "demo", f"slides.sources=['{studio_ws}/raw']"]
     page = client.get(r.headers["location"])
     assert page.status_code == 200 and "autoscope slides ingest demo" in page.text
+
+
+def test_project_form_writes_a_recipe_that_composes(client, ctx):
+    from autoscope.config import compose
+
+    data = {
+        "csrf_token": token(client),
+        "name": "lung_poc",
+        "organ": "lung",
+        "task": "tissue_classification",
+        "classes": "tumor:#d62728,normal:#2ca02c",
+        "target_mpp": "0.5",
+    }
+    r = client.post("/projects/create", follow_redirects=False, data=data)
+    assert r.status_code == 303
+    path = ctx.stores.workspace / "recipes" / "lung_poc.yaml"
+    cfg = compose(str(path), [f"paths.workspace={ctx.stores.workspace}"])
+    assert cfg.project.name == "lung_poc" and cfg.project.target_mpp == 0.5
+    assert [c.name for c in cfg.project.classes] == ["tumor", "normal"]
+    job = client.get("/api" + r.headers["location"]).json()
+    assert job["words"] == ["project", "create", str(path)]
+    again = client.post("/projects/create", data=data)
+    assert again.status_code == 400 and "exists" in again.json()["detail"]
+    bad = client.post("/projects/create", data={**data, "name": "x", "classes": "a:red"})
+    assert bad.status_code == 400 and "#rrggbb" in bad.json()["detail"]
+    path.unlink()
