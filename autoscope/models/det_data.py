@@ -20,6 +20,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from autoscope.errors import UserError
 from autoscope.models.data import SPLITS, PatchDataModule, load_split, resize_u8
+from autoscope.models.seg_data import _JointDihedral
 
 SIGMA_UM = 2.0  # Gaussian target radius when the model config gives none (about a nucleus radius)
 
@@ -45,14 +46,9 @@ def draw_heatmaps(
     return out
 
 
-class _Turned(Dataset):
-    """Training batches: indices -> (uint8 images, uint8 heatmaps) turned by one random view."""
-
-    def __init__(self, xy: np.ndarray, generator: torch.Generator, geometric: bool) -> None:
-        self.xy, self.generator, self.geometric = xy, generator, geometric
-
-    def __len__(self) -> int:
-        return len(self.xy)
+class _Turned(_JointDihedral):
+    """Training batches: indices -> (uint8 images, uint8 heatmaps `[B,H,W,C]`) turned by one
+    random view (`seg_data._JointDihedral` with every channel after the RGB kept)."""
 
     def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         from autoscope.datasets.augment import dihedral_codes, gather_dihedral
