@@ -1,0 +1,1 @@
+"""Closing the loop: label refinement, active-learning selection, corrections into datasets."""
