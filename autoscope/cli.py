@@ -109,6 +109,21 @@ STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
         "run a package over slides: heatmaps, GeoJSON, summaries",
     ),
     ("ui", ""): ("autoscope.stages.runs:ui_view", "view", "MLflow UI on 127.0.0.1"),
+    ("refine", ""): (
+        "autoscope.stages.loop:refine",
+        "action",
+        "review queue of likely mislabelled patches (table, sheet, QuPath GeoJSON)",
+    ),
+    ("select", ""): (
+        "autoscope.stages.loop:select",
+        "action",
+        "regions to annotate on unlabelled tissue [select.budget=N] (QuPath GeoJSON)",
+    ),
+    ("loop", "correct"): (
+        "autoscope.stages.loop:correct",
+        "action",
+        "edited QuPath files -> the next dataset version 'corrections.files=[...]'",
+    ),
     ("studio", ""): (
         "autoscope.stages.studio:run",
         "action",
