@@ -9,9 +9,8 @@ own commands (``project create``, ``slides ingest``, ``dataset build``, ``train`
 held-out synthetic slide (another seed, never trained on, ``outputs/bench/``), in one run:
 
 - ``naive``: OpenSlide ``read_region`` of one tile, the model on it, its peaks, tile by tile;
-- ``engine``: ``autoscope.infer.detect.run_tiles`` (prefetching reader processes, batched calls
-  of the frozen NCHW trace of the model (`detect.ready_net`), the same peaks, core ownership
-  and merge); the naive loop runs the model as loaded (eager, channels-last as archived);
+- ``engine``: ``autoscope.infer.detect.run_tiles`` (prefetching reader processes, the model in
+  cache-sized calls (`detect.heat_probs`), the same peaks, core ownership and merge);
 - ``reader``: the prefetching readers alone; ``model``: the model and peak finding alone on the
   same tiles held in memory.
 

@@ -68,41 +68,35 @@ class TileOwner:
 
 
 def ready_net(model: Any, device: Any, tile_px: int) -> Any:
-    """The model as the engine runs it: on a CPU a frozen NCHW trace of a copy (cached).
+    """The model as the engine runs it: eager on a CPU, channels-last on a GPU (`prepare_model`).
 
-    A heatmap U-Net in channels-last eager mode ran 8 tiles of 256 px in 1.8 s on 2 cores, the
-    frozen NCHW trace (batch norm folded, oneDNN) in 0.36 s (batches of 8); equal within float
-    rounding. The caller's model is left as it is. On a GPU: channels-last (`prepare_model`).
+    A heatmap U-Net on 2 cores, 256 px tiles (ms per tile, quiet machine): eager 13 in calls of
+    1-2 tiles, 26 in calls of 8 (a batch's full-resolution activations overflow the caches);
+    the frozen TorchScript trace 15-20 in calls of 1-2, 33 in calls of 8.
     """
-    import copy
-
-    import torch
-
     from autoscope.infer.batching import prepare_model
 
-    if device.type != "cpu":
-        return prepare_model(model, device, tile_px)
-    cache = model.__dict__.setdefault("_autoscope_det_cpu", {})
-    if tile_px not in cache:
-        plain = copy.deepcopy(model).eval()
-        if hasattr(plain, "channels_last"):
-            plain.channels_last = False
-        plain = plain.to(memory_format=torch.contiguous_format)
-        cache[tile_px] = prepare_model(plain, device, tile_px)
-    return cache[tile_px]
+    return prepare_model(model, device, tile_px if device.type != "cpu" else None)
 
 
 def heat_probs(net: Any, patches: np.ndarray, device: Any) -> Any:
-    """Sigmoid heatmaps float32 `[N, C, H, W]` (a torch tensor) of a uint8 `[N, H, W, 3]` batch
-    (one call; bf16 autocast on a GPU)."""
+    """Sigmoid heatmaps float32 `[N, C, H, W]` (a torch tensor) of a uint8 `[N, H, W, 3]` batch.
+
+    On a CPU in calls of about `segment.CPU_CALL_PX` pixels (see `ready_net`); on a GPU one
+    bf16 call.
+    """
     import torch
+
+    from autoscope.infer.segment import CPU_CALL_PX
 
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(patches))
         if device.type != "cpu":
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 return torch.sigmoid(net(x.to(device, non_blocking=True)).float())
-        return torch.sigmoid(net(x).float())
+        step = max(1, CPU_CALL_PX // max(1, x.shape[1] * x.shape[2]))
+        parts = [torch.sigmoid(net(x[i : i + step]).float()) for i in range(0, len(x), step)]
+        return torch.cat(parts)
 
 
 def tile_cells(heat: Any, settings: DetSettings, mpp: float) -> list[np.ndarray]:
