@@ -7,6 +7,21 @@ from typing import Any
 
 from autoscope.datasets.store import read_manifest
 
+LINEAGE = "lineage.json"  # written by `autoscope loop correct` in a corrected version
+
+
+def corrections(b_dir: Path) -> dict[str, Any] | None:
+    """Who changed what in dataset b, from its lineage (None: b is not a corrected version)."""
+    import json
+
+    path = Path(b_dir) / LINEAGE
+    if not path.is_file():
+        return None
+    lin = json.loads(path.read_text())
+    keep = ("parent", "round", "files", "by_kind", "by_author")
+    return {k: lin.get(k) for k in keep}
+
+
 COLS = ["patch_id", "slide_id", "slide", "x", "y", "mpp", "patch_px", "label", "split"]
 
 
@@ -32,6 +47,7 @@ def diff_datasets(a_dir: Path, b_dir: Path) -> dict[str, Any]:
         "kept": len(ia & ib),
         "relabelled": int((both["label_a"] != both["label_b"]).sum()),
         "moved_split": int((kept["split_x"] != kept["split_y"]).sum()),
+        "corrections": corrections(b_dir),
         "class_counts": {
             c: {
                 "a": int(ca.get(c, 0)),
@@ -54,4 +70,9 @@ def format_diff(d: dict[str, Any]) -> str:
     ]
     for c, v in d["class_counts"].items():
         lines.append(f"{c:<20}{v['a']:>8}{v['b']:>8}{v['change']:>+8}")
+    corr = d.get("corrections")
+    if corr:
+        kinds = ", ".join(f"{n} {k}" for k, n in (corr["by_kind"] or {}).items())
+        who = ", ".join(f"{a} ({n})" for a, n in (corr["by_author"] or {}).items())
+        lines.append(f"corrections (round {corr['round']} of {corr['parent']}): {kinds}; by {who}")
     return "\n".join(lines)

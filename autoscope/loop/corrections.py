@@ -19,8 +19,6 @@ import pandas as pd
 from autoscope.errors import UserError
 from autoscope.loop.qupath import IGNORE, Edit, read_corrections
 
-LINEAGE = "lineage.json"
-
 
 def next_name(name: str) -> tuple[str, int]:
     """The next version's dataset name and round: `x` -> (`x-r1`, 1), `x-r1` -> (`x-r2`, 2)."""

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from autoscope.atomic import atomic_dir, write_json
+from autoscope.datasets.diff import LINEAGE
 from autoscope.datasets.report import compute_stats, write_pictures, write_report, write_stats
 from autoscope.datasets.shards import ColourStats, read_slide_patches, shard_layout, shard_name
 from autoscope.datasets.splits import SPLITS
 from autoscope.datasets.store import MANIFEST, dataset_version, open_shards
 from autoscope.errors import UserError
-from autoscope.loop.corrections import LINEAGE
 
 
 def _pixels(parent: Path, m: pd.DataFrame, slides: dict[str, tuple[str, float]]) -> np.ndarray:

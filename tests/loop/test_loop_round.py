@@ -1,0 +1,148 @@
+"""The loop end to end on a built dataset: refine finds flipped labels, select writes regions,
+an edited QuPath file comes back as the next dataset version whose diff names the corrections."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autoscope.datasets.diff import diff_datasets, format_diff
+from autoscope.errors import UserError
+from autoscope.stages.loop import correct, refine, select
+
+CLASSES = ["tumor", "stroma"]
+
+
+def _flip(ws, n: int = 6) -> list[str]:
+    """Corrupt n non-test labels of the built dataset in place (what the test plants)."""
+    path = ws.root / "data/demo/datasets/demo_tissue/manifest.parquet"
+    m = pd.read_parquet(path)
+    rows = m.index[m["split"] != "test"][:: max(1, (m["split"] != "test").sum() // n)][:n]
+    m.loc[rows, "label_idx"] = 1 - m.loc[rows, "label_idx"]
+    m.loc[rows, "label"] = [CLASSES[i] for i in m.loc[rows, "label_idx"]]
+    m.to_parquet(path, index=False)
+    return list(m.loc[rows, "patch_id"])
+
+
+def _queue_file(out: Path) -> tuple[Path, dict]:
+    files = sorted(p for p in out.glob("*.geojson"))
+    doc = max((json.loads(p.read_text()) for p in files), key=lambda d: len(d["features"]))
+    return out / f"{doc['autoscope']['slide']}.geojson", doc
+
+
+@pytest.fixture
+def refined(loop_ws):
+    flipped = _flip(loop_ws)
+    result = refine(loop_ws.cfg())
+    return loop_ws, flipped, result
+
+
+def test_refine_ranks_the_flipped_labels_first(refined) -> None:
+    ws, flipped, result = refined
+    out = Path(result["dir"])
+    queue = pd.read_csv(out / "queue.csv")
+    top = set(queue["patch_id"].head(len(flipped)))
+    assert len(top & set(flipped)) >= len(flipped) - 1
+    assert (out / "sheet.png").stat().st_size > 1000
+    path, doc = _queue_file(out)
+    feat = doc["features"][0]
+    assert feat["properties"]["objectType"] == "annotation"
+    assert (
+        "->" in feat["properties"]["name"] and "suspect_score" in feat["properties"]["measurements"]
+    )
+    assert feat["geometry"]["type"] == "Polygon" and feat["properties"]["metadata"]["patch_id"]
+
+
+def test_corrections_make_the_next_version_and_diff_names_them(refined) -> None:
+    ws, flipped, result = refined
+    path, doc = _queue_file(Path(result["dir"]))
+    edited = ws.root / "edited" / path.name
+    edited.parent.mkdir()
+    q = pd.read_csv(Path(result["dir"]) / "queue.csv").set_index("patch_id")
+    feats = []
+    for f in doc["features"]:
+        pid = f["properties"]["metadata"]["patch_id"]
+        f["properties"]["classification"]["name"] = q.loc[pid, "suggested"]  # accept
+        feats.append(f)
+    removed = feats.pop()["properties"]["metadata"]["patch_id"]  # the annotator deletes one
+    x0, y0 = 1000, 1000
+    feats.append(
+        {
+            "type": "Feature",
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [[x0, y0], [x0 + 300, y0], [x0 + 300, y0 + 300], [x0, y0 + 300], [x0, y0]]
+                ],
+            },
+            "properties": {"objectType": "annotation", "classification": {"name": "stroma"}},
+        }
+    )
+    edited.write_text(json.dumps({**doc, "features": feats}))
+    cfg = ws.cfg(f"corrections.files=[{edited}]", "corrections.author=dr_lee", stage="loop")
+    out = correct(cfg)
+    parent = ws.root / "data/demo/datasets/demo_tissue"
+    new = Path(out["dir"])
+    assert new.name == "demo_tissue-r1" and (parent / "manifest.parquet").is_file()
+    lineage = json.loads((new / "lineage.json").read_text())
+    assert lineage["parent"] == "demo_tissue" and lineage["round"] == 1
+    assert lineage["by_author"] == {"dr_lee": out["corrections"]}
+    kinds = lineage["by_kind"]
+    assert kinds["relabel"] == len(feats) - 1 and kinds["delete"] == 1 and kinds["add"] >= 1
+    d = diff_datasets(parent, new)
+    assert d["relabelled"] == kinds["relabel"] and d["removed"] == 1
+    assert d["added"] == kinds["add"]
+    assert "dr_lee" in format_diff(d) and d["corrections"]["by_author"] == {
+        "dr_lee": out["corrections"]
+    }
+    m = pd.read_parquet(new / "manifest.parquet")
+    assert removed not in set(m["patch_id"])
+    # bad input: a file from another slide, an unknown class, a patch that no longer exists
+    other = dict(doc, autoscope={**doc["autoscope"], "width": 999, "height": 777})
+    bad = ws.root / "edited" / "bad.geojson"
+    for broken, needle in (
+        (other, "another slide"),
+        (
+            {
+                **doc,
+                "features": [
+                    dict(
+                        doc["features"][0],
+                        properties={
+                            **doc["features"][0]["properties"],
+                            "classification": {"name": "necrosis"},
+                        },
+                    )
+                ],
+            },
+            "unknown class 'necrosis'",
+        ),
+    ):
+        bad.write_text(json.dumps(broken))
+        with pytest.raises(UserError, match=needle):
+            correct(ws.cfg(f"corrections.files=[{bad}]", stage="loop"))
+    gone = ws.root / "edited" / path.name.replace(".geojson", ".again.geojson")
+    again = {
+        **doc,
+        "features": [
+            f for f in doc["features"] if f["properties"]["metadata"]["patch_id"] == removed
+        ],
+    }
+    gone.write_text(json.dumps(again))
+    with pytest.raises(UserError, match="no longer exists"):
+        correct(ws.cfg(f"corrections.files=[{gone}]", "dataset.name=demo_tissue-r1", stage="loop"))
+
+
+def test_select_writes_regions_without_classes(loop_ws) -> None:
+    out = select(loop_ws.cfg("select.budget=8", "select.per_slide_cap=3", stage="select"))
+    assert out["selected"] == 8 and out["mode"] == "cold_start"
+    q = pd.read_parquet(Path(out["dir"]) / "queue.parquet")
+    assert q.groupby("slide").size().max() <= 3
+    m = pd.read_parquet(loop_ws.root / "data/demo/datasets/demo_tissue/manifest.parquet")
+    assert not set(zip(q["slide"], q["x"], q["y"])) & set(zip(m["slide"], m["x"], m["y"]))
+    path, doc = _queue_file(Path(out["dir"]))
+    assert "classification" not in doc["features"][0]["properties"]
+    assert doc["autoscope"]["width"] == 2048 and doc["autoscope"]["kind"] == "select"
