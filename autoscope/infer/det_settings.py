@@ -95,7 +95,9 @@ class DetSettings:
 
 
 def _model_arch(spec: InferSpec) -> dict:
-    """The archived model's `spec.json` arch when the spec names its folder (else empty)."""
+    """The archived model's arch: the card's, else its folder's `spec.json` (else empty)."""
+    if spec.arch:
+        return dict(spec.arch)
     folder = spec.model_info.get("dir")
     path = Path(str(folder)) / "spec.json" if folder else None
     if path is None or not path.is_file():

@@ -53,6 +53,7 @@ class InferSpec:
     classes: tuple[ClassSpec, ...]  # index = model output
     task: str = "tissue_classification"
     tissue: dict[str, Any] = field(default_factory=dict)  # TissueDetector(**tissue)
+    arch: dict[str, Any] = field(default_factory=dict)  # the card's architecture (a family's keys)
     model_info: dict[str, Any] = field(default_factory=dict)  # recorded in each summary
     # from the infer settings
     stride_px: int | None = None  # grid step at the model resolution (None: patch_px)
@@ -92,6 +93,7 @@ class InferSpec:
             classes=card.classes,
             task=card.task,
             tissue=dict(card.tissue),
+            arch=dict(card.arch),
             model_info={**card.model_info(), **info},
             **_typed(values),
         )

@@ -42,7 +42,8 @@ def test_every_model_config_builds_and_binds(name: str, tmp_path: Path) -> None:
     model.eval()
     with torch.no_grad():
         out = model(torch.zeros(2, 64, 64, 3, dtype=torch.uint8)).shape
-        assert out == ((2, 3, 64, 64) if name.startswith("seg_") else (2, 3))  # dense: per pixel
+        dense = name.startswith(("seg_", "det_"))  # per-pixel logits / centre heatmaps
+        assert out == ((2, 3, 64, 64) if dense else (2, 3))
     opt = instantiate(cfg.model.optimizer)(params=model.parameters())
     sched_fn = instantiate(cfg.model.scheduler)
     assert "total_steps" in inspect.signature(sched_fn).parameters
