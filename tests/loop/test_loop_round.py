@@ -136,13 +136,17 @@ def test_corrections_make_the_next_version_and_diff_names_them(refined) -> None:
         correct(ws.cfg(f"corrections.files=[{gone}]", "dataset.name=demo_tissue-r1", stage="loop"))
 
 
+def _places(df: pd.DataFrame) -> set[tuple]:
+    return set(zip(df["slide"], df["x"], df["y"], strict=True))
+
+
 def test_select_writes_regions_without_classes(loop_ws) -> None:
     out = select(loop_ws.cfg("select.budget=8", "select.per_slide_cap=3", stage="select"))
     assert out["selected"] == 8 and out["mode"] == "cold_start"
     q = pd.read_parquet(Path(out["dir"]) / "queue.parquet")
     assert q.groupby("slide").size().max() <= 3
     m = pd.read_parquet(loop_ws.root / "data/demo/datasets/demo_tissue/manifest.parquet")
-    assert not set(zip(q["slide"], q["x"], q["y"])) & set(zip(m["slide"], m["x"], m["y"]))
+    assert not _places(q) & _places(m)
     path, doc = _queue_file(Path(out["dir"]))
     assert "classification" not in doc["features"][0]["properties"]
     assert doc["autoscope"]["width"] == 2048 and doc["autoscope"]["kind"] == "select"
