@@ -78,6 +78,12 @@ def encode(rgb: np.ndarray, fmt: str = "JPEG", quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
+def _bytes(arr: np.ndarray) -> bytes:
+    """The bytes an entry views (stored with `np.frombuffer`: no copy), else a copy."""
+    base = arr.base
+    return base if isinstance(base, bytes) and len(base) == arr.nbytes else arr.tobytes()
+
+
 class ByteLRU:
     """A thread-safe byte-bounded LRU of encoded tiles (the reader's `TileCache` underneath)."""
 
@@ -89,14 +95,14 @@ class ByteLRU:
         """The cached bytes of `key` (None: not cached)."""
         with self._lock:
             hit = self._cache.get(key)  # type: ignore[arg-type]
-        return None if hit is None else hit.tobytes()
+        return None if hit is None else _bytes(hit)
 
     def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
         """The cached bytes of `key`, made (outside the lock) and stored when missing."""
         with self._lock:
             hit = self._cache.get(key)  # type: ignore[arg-type]
         if hit is not None:
-            return hit.tobytes()
+            return _bytes(hit)
         data = make()
         with self._lock:
             self._cache.put(key, np.frombuffer(data, np.uint8))  # type: ignore[arg-type]

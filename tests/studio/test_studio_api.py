@@ -64,6 +64,18 @@ def test_dzi_tiles_match_the_reader(client, ctx):
     assert client.get(f"/api/slides/{sid}_files/x/0_0.jpeg").status_code == 422
 
 
+def test_warm_tiles_fast_path(client, ctx):
+    """A cached tile comes back as it first did; a cached tile of an unregistered slide does not."""
+    sid = _slide(ctx)["slide_id"]
+    url = f"/api/slides/{sid}_files/10/1_1.jpeg"
+    cold, warm = client.get(url), client.get(url)
+    assert warm.status_code == 200 and warm.content == cold.content
+    for h in ("content-type", "content-length", "cache-control"):
+        assert warm.headers[h] == cold.headers[h]
+    client.app.state.studio.tiles.cache.get_or_make(("slide", "ghost", 10, 0, 0), lambda: b"x")
+    assert client.get("/api/slides/ghost_files/10/0_0.jpeg").status_code == 404
+
+
 def test_overlays_tiles_and_vectors(client, ctx):
     sid = _slide(ctx)["slide_id"]
     info = client.get(f"/api/slides/{sid}/overlays").json()
