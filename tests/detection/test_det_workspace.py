@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "serve"))
+from serving import serving_workspace  # noqa: E402
+
 from autoscope.config import BUILTIN_RECIPES
 from autoscope.slides.synth_cells import make_cell_slide
 
@@ -92,12 +95,43 @@ def test_the_cell_detection_demo_runs_through_dvc_repro(ws: Path) -> None:
     assert summary["tiles"]["total"] > 0 and summary["areas_mm2"]["tissue"] > 0
     assert set(summary["cells"]["per_mm2"]) == {"tumor", "lymphocyte", "fibroblast"}
     folder = results[0].parent
-    for f in ("cells.geojson", "cells.geojson.gz", "heatmap.png", "overview.png"):
+    for f in ("cells.geojson", "heatmap.png", "overview.png"):
         assert (folder / f).stat().st_size > 0, f
     geo = json.loads((folder / "cells.geojson").read_text())
-    assert len(geo["features"]) == summary["cells"]["total"] > 0
-    assert json.loads(gzip.decompress((folder / "cells.geojson.gz").read_bytes())) == geo
-    if geo["features"]:
+    assert len(geo["features"]) == summary["cells"]["total"]
+    # half a minute of toy training on a loaded machine may find no cell yet: the engine's
+    # detections themselves are checked in test_det_units; here the files that go with them
+    if geo["features"]:  # gzip_min_cells=1: any cell brings the .gz
+        assert json.loads(gzip.decompress((folder / "cells.geojson.gz").read_bytes())) == geo
         props = geo["features"][0]["properties"]
         assert props["objectType"] == "detection" and "probability" in props["measurements"]
         assert props["classification"]["name"] in {"tumor", "lymphocyte", "fibroblast"}
+
+
+def test_the_served_bento_answers_cells_for_patches_and_refuses_the_mask_api(ws: Path) -> None:
+    """`bentoml serve` of the pipeline's bento: /cells finds the cells of real slide patches."""
+    import bentoml
+    import numpy as np
+    import openslide
+
+    card = json.loads((ws / "outputs/demo_cells/models/cells_toy/v1/metadata.json").read_text())
+    px = int(card["input"]["patch_px"])
+    with openslide.OpenSlide(str(ws / "data/demo/raw/cells" / f"{SLIDES[0]}.tif")) as s:
+        tiles = [
+            np.asarray(s.read_region((x, 200), 0, (px, px)).convert("RGB")) for x in (200, 400)
+        ]
+    batch = np.stack(tiles)
+    with serving_workspace(ws) as url, bentoml.SyncHTTPClient(url, timeout=60) as client:
+        got = client.cells(patches=batch)
+        with pytest.raises(bentoml.exceptions.BentoMLException, match="use /cells"):
+            client.mask(patches=batch)
+    assert len(got) == 2 and all("cells" in g for g in got)
+    from autoscope.infer.detect import predict_patches
+    from autoscope.infer.models import load_engine
+
+    (service,) = (ws / "outputs/demo_cells/package").glob("*/service.json")
+    settings = {**json.loads(service.read_text())["infer"], "progress": False}
+    model, spec = load_engine(str(ws / "outputs/demo_cells/models/cells_toy/v1"), settings)
+    assert got == json.loads(json.dumps(predict_patches(model.eval(), batch, spec)))  # the bento's
+    for c in (c for g in got for c in g["cells"]):
+        assert c["class"] in {"tumor", "lymphocyte", "fibroblast"} and 0 < c["probability"] <= 1

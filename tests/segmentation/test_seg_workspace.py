@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "serve"))
+from serving import serving_workspace  # noqa: E402
+
 from autoscope.config import BUILTIN_RECIPES
 from autoscope.slides.synth import make_synthetic_slide
 
@@ -120,3 +123,20 @@ def test_a_segmentation_sweep_runs_with_the_small_space(ws: Path) -> None:
     assert "val/dice" in out
     study = next((ws / "outputs" / "demo_seg" / "hpo").glob("seg-toy-sweep*/study.json"), None)
     assert study is not None and json.loads(study.read_text())
+
+
+def test_the_served_bento_answers_masks_for_patches_and_refuses_the_cells_api(ws: Path) -> None:
+    """`bentoml serve` of the pipeline's bento: /mask gives a class per pixel of each patch."""
+    import bentoml
+    import numpy as np
+
+    card = json.loads((ws / "outputs/demo_seg/models/seg_toy/v1/metadata.json").read_text())
+    px = int(card["input"]["patch_px"])
+    batch = np.random.default_rng(0).integers(0, 256, (2, px, px, 3), dtype=np.uint8)
+    with serving_workspace(ws) as url, bentoml.SyncHTTPClient(url, timeout=60) as client:
+        got = client.mask(patches=batch)
+        with pytest.raises(bentoml.exceptions.BentoMLException, match="use /mask"):
+            client.cells(patches=batch)
+    assert len(got) == 2
+    mask = np.asarray(got[0]["mask"])
+    assert mask.shape == (px, px) and mask.min() >= 0 and mask.max() < len(card["classes"])
