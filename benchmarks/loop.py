@@ -6,12 +6,13 @@ the rest the training pool. Every patch gets one cached feature vector (the loop
 features, `autoscope.loop.features`, on 64 px tiles); every model below is the loop's linear head
 (`autoscope.loop.oof`), so the many refits take seconds.
 
-Refinement: 10 % of the training labels are flipped to a plausible wrong class (class a called b,
-for the pair a clean out-of-fold head confuses most). `refine`'s ranking (out-of-fold probabilities over 5
-group folds, confident learning) gives precision at k (k = number flipped) and the recall of the
-flips in its top 2k; an annotator then reviews the top 2k (an oracle: sets the true label), and
+Refinement: 10 % of the training labels are flipped to a plausible wrong class (class a called
+b, for the pair a clean out-of-fold head confuses most). `refine`'s ranking (out-of-fold
+probabilities over 5 group folds, confident learning) gives precision at k (k = number
+flipped) and the recall of the flips in its top 2k; an annotator then reviews the top 2k
+(an oracle: sets the true label), and
 the test accuracy of a quick model (an MLP on the same features: flexible enough to memorise
-noise, as a CNN does; the linear head is also reported, it barely moves) trained on noisy vs
+noise, as a CNN does; the linear head is also reported) trained on noisy vs
 refined labels gives the recovered fraction (refined - noisy) / (clean - noisy).
 
 Active learning: from the same cold-start seed set (k-means typical + diverse), batches chosen by
@@ -113,13 +114,18 @@ def labels_to_target(curve: list[tuple[int, float]], target: float) -> int | Non
     return next((n for n, acc in curve if acc >= target), None)
 
 
-def learning_curve(x, y, x_te, y_te, c, start, budgets, pick) -> list[tuple[int, float]]:
-    """Test accuracy after each budget; `pick(labelled, n)` returns n new rows to label."""
+def learning_curve(
+    x, y, x_te, y_te, c, start, budgets, pick, target: float
+) -> list[tuple[int, float]]:
+    """Test accuracy after each budget until it reaches `target` (then the curve stops);
+    `pick(labelled, n)` returns n new rows to label."""
     labelled = np.asarray(start, np.int64)
     curve = [(len(labelled), accuracy(x[labelled], y[labelled], x_te, y_te, c))]
     for b in budgets:
         if b <= len(labelled):
             continue
+        if curve[-1][1] >= target:
+            break
         labelled = np.r_[labelled, pick(labelled, b - len(labelled))]
         curve.append((len(labelled), accuracy(x[labelled], y[labelled], x_te, y_te, c)))
     return curve
@@ -169,14 +175,14 @@ def main() -> None:
     )
 
     start = cold_start(x_tr, 30, args.seed)
-    budgets = [*range(60, 600, 30), *range(600, 2000, 100), *range(2000, len(y_tr) + 1, 500)]
+    budgets = [*range(60, 600, 30), *range(600, 2000, 100), *range(2000, 4001, 250)]
     target = clean_lin - 0.01  # the full pool's accuracy of the same (linear) head, minus 0.01
 
     def al_pick(labelled: np.ndarray, n: int) -> np.ndarray:
         p = fit_predict(x_tr[labelled], y_tr[labelled], x_tr, c)
         return select_uncertain_diverse(p, x_tr, n, labelled=labelled)
 
-    al = learning_curve(x_tr, y_tr, x_te, y_te, c, start, budgets, al_pick)
+    al = learning_curve(x_tr, y_tr, x_te, y_te, c, start, budgets, al_pick, target)
     print(f"active learning: {labels_to_target(al, target)} labels to {target:.4f}", flush=True)
     randoms = []
     for s in range(3):
@@ -186,7 +192,7 @@ def main() -> None:
             rest = np.setdiff1d(np.arange(len(y_tr)), labelled)
             return r.choice(rest, n, replace=False)
 
-        randoms.append(learning_curve(x_tr, y_tr, x_te, y_te, c, start, budgets, rand_pick))
+        randoms.append(learning_curve(x_tr, y_tr, x_te, y_te, c, start, budgets, rand_pick, target))
     rand_needed = [labels_to_target(cv, target) for cv in randoms]
     rand_med = None if None in rand_needed else int(np.median(rand_needed))
     al_needed = labels_to_target(al, target)

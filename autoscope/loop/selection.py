@@ -62,8 +62,8 @@ def k_centre_greedy(
         return np.zeros(0, np.int64)
     if labelled is not None and len(labelled):
         d = np.full(len(cand), np.inf)
-        for s in range(0, len(labelled), 1024):
-            part = x[np.asarray(labelled)[s : s + 1024]]
+        for s in range(0, len(labelled), 128):  # chunks bound the [cand, 128, D] temporary
+            part = x[np.asarray(labelled)[s : s + 128]]
             d = np.minimum(d, ((x[cand, None, :] - part[None]) ** 2).sum(-1).min(1))
     else:
         d = ((x[cand] - x[cand].mean(0)) ** 2).sum(-1)  # nothing labelled: start far from the mean
