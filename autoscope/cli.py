@@ -124,6 +124,11 @@ STAGES: dict[tuple[str, str], tuple[str, str, str]] = {
         "action",
         "edited QuPath files -> the next dataset version 'corrections.files=[...]'",
     ),
+    ("loop", "run"): (
+        "autoscope.stages.loop:run_round",
+        "action",
+        "corrections -> next dataset version -> train -> archive, in one command",
+    ),
     ("studio", ""): (
         "autoscope.stages.studio:run",
         "action",

@@ -79,6 +79,8 @@ def card_from_run(
     spec: ArchiveSpec, version: int, run_spec: dict[str, Any], run: Any, review: dict[str, str]
 ) -> ModelCard:
     """The card of a new version from the run's `spec.json` and its MLflow record."""
+    from autoscope.loop.lineage import card_lineage
+
     tags = run.data.tags
     inp = run_spec["input"]
     return ModelCard(
@@ -106,6 +108,7 @@ def card_from_run(
         bentoml_tag=f"{spec.registry_name}:v{version}",
         mlflow_registry={"name": spec.registry_name, "version": version, "alias": spec.alias},
         review=review,
+        extra=card_lineage(spec.stores.data, tags.get("dataset_name")),  # the loop's round
     )
 
 

@@ -173,3 +173,30 @@ def correct(cfg: Any) -> dict:
         flush=True,
     )
     return {**result, "round": n, "corrections": len(changes)}
+
+
+def run_round(cfg: Any) -> dict:
+    """One closed round from one command: corrections -> next dataset -> train -> archive.
+
+    `autoscope loop run <recipe> corrections.files=[...]` imports the edited QuPath files as the
+    next dataset version, trains the recipe's model on it and archives the run; the card's
+    `lineage` names the dataset version, the round and the corrections.
+    """
+    from omegaconf import open_dict
+
+    from autoscope.stages import archive, train
+
+    made = correct(cfg)
+    with open_dict(cfg):
+        cfg.dataset.name = made["name"]
+    trained = train.run(cfg)
+    archived = archive.run(cfg)
+    metric = str(cfg.metric)
+    return {
+        "dataset": made["name"],
+        "dataset_version": made["version"],
+        "round": made["round"],
+        "corrections": made["corrections"],
+        metric: (trained or {}).get(metric),
+        "model_dir": (archived or {}).get("dir"),
+    }

@@ -11,6 +11,7 @@ import pytest
 
 from autoscope.datasets.diff import diff_datasets, format_diff
 from autoscope.errors import UserError
+from autoscope.loop.lineage import card_lineage
 from autoscope.stages.loop import correct, refine, select
 
 CLASSES = ["tumor", "stroma"]
@@ -100,6 +101,12 @@ def test_corrections_make_the_next_version_and_diff_names_them(refined) -> None:
     }
     m = pd.read_parquet(new / "manifest.parquet")
     assert removed not in set(m["patch_id"])
+    card = card_lineage(ws.root / "data/demo", new.name)["lineage"]  # what a model card carries
+    assert (
+        card["round"] == 1
+        and card["parent"] == "demo_tissue"
+        and removed in card["corrected_patches"]
+    )
     # bad input: a file from another slide, an unknown class, a patch that no longer exists
     other = dict(doc, autoscope={**doc["autoscope"], "width": 999, "height": 777})
     bad = ws.root / "edited" / "bad.geojson"
