@@ -157,6 +157,21 @@ def correct(cfg: Any) -> dict:
     if not changes:
         raise UserError(f"{', '.join(map(str, files))}: no corrections (nothing changed)")
     name, n = next_name(parent.name)
+    done = parent.parent / name / "lineage.json"
+    if done.is_file():  # a re-run (say `loop run` after a failed training) reuses the import
+        lin = json.loads(done.read_text())
+        if lin.get("parent_version") == dataset_version(parent) and lin.get("files") == [
+            f.name for f in files
+        ]:
+            print(f"dataset {name}: these corrections are imported already", flush=True)
+            return {
+                "name": name,
+                "dir": str(done.parent),
+                "round": n,
+                "version": dataset_version(done.parent),
+                "patches": None,
+                "corrections": sum(lin.get("by_kind", {}).values()),
+            }
     lineage = {
         "parent": parent.name,
         "parent_version": dataset_version(parent),

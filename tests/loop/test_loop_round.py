@@ -88,6 +88,7 @@ def test_corrections_make_the_next_version_and_diff_names_them(refined) -> None:
     parent = ws.root / "data/demo/datasets/demo_tissue"
     new = Path(out["dir"])
     assert new.name == "demo_tissue-r1" and (parent / "manifest.parquet").is_file()
+    assert correct(cfg)["dir"] == out["dir"]  # the same import again reuses the version
     lineage = json.loads((new / "lineage.json").read_text())
     assert lineage["parent"] == "demo_tissue" and lineage["round"] == 1
     assert lineage["by_author"] == {"dr_lee": out["corrections"]}
