@@ -213,5 +213,5 @@ def run_round(cfg: Any) -> dict:
         "round": made["round"],
         "corrections": made["corrections"],
         metric: (trained or {}).get(metric),
-        "model_dir": (archived or {}).get("dir"),
+        "model_card": (archived or {}).get("card"),
     }
