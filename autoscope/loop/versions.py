@@ -14,18 +14,18 @@ from autoscope.datasets.diff import LINEAGE
 from autoscope.datasets.report import compute_stats, write_pictures, write_report, write_stats
 from autoscope.datasets.shards import ColourStats, read_slide_patches, shard_layout, shard_name
 from autoscope.datasets.splits import SPLITS
-from autoscope.datasets.store import MANIFEST, dataset_version, open_shards
+from autoscope.datasets.store import MANIFEST, dataset_version
 from autoscope.errors import UserError
+from autoscope.loop.rounds import dataset_pixels
 
 
 def _pixels(parent: Path, m: pd.DataFrame, slides: dict[str, tuple[str, float]]) -> np.ndarray:
     """uint8 [N,P,P,3] of every row: kept rows from the parent's shards, added rows cut anew."""
     patch_px = int(m["patch_px"].iloc[0])
     out = np.empty((len(m), patch_px, patch_px, 3), np.uint8)
-    shards = open_shards(parent)
     old = m["index"].to_numpy() >= 0
-    for s, g in m[old].groupby("shard", sort=False):
-        out[g.index.to_numpy()] = shards[str(s)][g["index"].to_numpy(np.int64)]
+    if old.any():
+        out[old] = dataset_pixels(parent, m[old])
     for sid, g in m[~old].groupby("slide_id", sort=False):
         path, mpp_x = slides[str(sid)]
         coords = g[["x", "y"]].to_numpy(np.int64)
