@@ -18,6 +18,15 @@ from autoscope.infer.seg_writers import (
 )
 from autoscope.portable import portable_path
 
+FILES = {  # the per-slide outputs of a segmentation run
+    "labels_tif": "labels.tif",
+    "geojson": "regions.geojson",
+    "heatmap_png": "heatmap.png",
+    "labels_png": "labels.png",
+    "overview": "overview.png",
+    "summary": "summary.json",
+}
+
 
 def write_outputs(
     run: Any,
@@ -42,7 +51,6 @@ def write_outputs(
         root: the workspace: recorded paths are relative to it.
         slide_id: the slide's registry id.
     """
-    from autoscope.infer.segment import FILES
     from autoscope.infer.writers import _json, write_overview
 
     t0 = time.perf_counter()

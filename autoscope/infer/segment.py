@@ -26,14 +26,6 @@ from autoscope.infer.spec import InferSpec
 __all__ = ["MapSink", "SegSettings", "infer_slide", "predict_patches", "run_tiles"]
 
 CPU_CALL_PX = 256 * 256  # pixels per model call on a CPU (see dense_probs)
-FILES = {
-    "labels_tif": "labels.tif",
-    "geojson": "regions.geojson",
-    "heatmap_png": "heatmap.png",
-    "labels_png": "labels.png",
-    "overview": "overview.png",
-    "summary": "summary.json",
-}
 
 
 @dataclass
