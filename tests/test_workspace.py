@@ -7,19 +7,16 @@ pipeline is run up to `train` (archive/package/infer run in the demo and their o
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from toy_workspace import BIN, sh
 
 from autoscope.slides.registry import load_registry
 from autoscope.slides.synth import make_synthetic_slide
 
-BIN = Path(sys.executable).parent
 RECIPE = """\
 defaults:
   - config
@@ -43,22 +40,6 @@ trainer:
   sample_grid: 8
 """
 PATIENTS = {"slide_000": "P1", "slide_001": "P1", "slide_002": "P2", "slide_003": "P3"}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    env.setdefault("GIT_AUTHOR_NAME", "test")
-    env.setdefault("GIT_AUTHOR_EMAIL", "test@localhost")
-    env.setdefault("GIT_COMMITTER_NAME", "test")
-    env.setdefault("GIT_COMMITTER_EMAIL", "test@localhost")
-    return env
-
-
-def sh(*cmd: str, cwd: Path) -> str:
-    """Run a command in the workspace; fail the test with its output if it fails."""
-    p = subprocess.run(list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    return p.stdout + p.stderr
 
 
 def _raw(root: Path) -> None:

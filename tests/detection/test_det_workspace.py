@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,27 +17,14 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "serve"))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from serving import serving_workspace  # noqa: E402
+from toy_workspace import pipeline_workspace, sh  # noqa: E402
 
 from autoscope.config import BUILTIN_RECIPES
 from autoscope.slides.synth_cells import make_cell_slide
 
-BIN = Path(sys.executable).parent
 SLIDES = ("cells_000", "cells_001", "cells_002")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@localhost")):
-        env.setdefault(k, v)
-        env.setdefault(k.replace("AUTHOR", "COMMITTER"), v)
-    return env
-
-
-def sh(*cmd: str, cwd: Path) -> str:
-    p = subprocess.run(list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    return p.stdout + p.stderr
 
 
 def toy_recipe() -> str:
@@ -60,20 +45,14 @@ def toy_recipe() -> str:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("detws")
-    root = base / "ws"
-    sh(str(BIN / "autoscope"), "init", str(root), cwd=base)
-    (root / "recipes" / "cells_toy.yaml").write_text(toy_recipe())
-    raw = root / "data" / "demo" / "raw" / "cells"
-    for i, name in enumerate(SLIDES):
-        make_cell_slide(raw / f"{name}.tif", seed=i, width_px=1024, height_px=768)
-    out = sh("autoscope", "pipeline", "add", "cells_toy", cwd=root)
-    assert "train@cells_toy (one training run)" in out
-    sh("dvc", "add", "data/demo/raw", cwd=root)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "toy detection recipe and slides", cwd=root)
-    sh("dvc", "repro", cwd=root)
-    return root
+    def write_raw(root: Path) -> None:
+        raw = root / "data" / "demo" / "raw" / "cells"
+        for i, name in enumerate(SLIDES):
+            make_cell_slide(raw / f"{name}.tif", seed=i, width_px=1024, height_px=768)
+
+    return pipeline_workspace(
+        tmp_path_factory.mktemp("detws"), "cells_toy", toy_recipe(), write_raw
+    )
 
 
 def test_the_cell_detection_demo_runs_through_dvc_repro(ws: Path) -> None:

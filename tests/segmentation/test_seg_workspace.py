@@ -9,8 +9,6 @@ settings) is the built-in recipe's.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,27 +16,14 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "serve"))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 from serving import serving_workspace  # noqa: E402
+from toy_workspace import pipeline_workspace, sh  # noqa: E402
 
 from autoscope.config import BUILTIN_RECIPES
 from autoscope.slides.synth import make_synthetic_slide
 
-BIN = Path(sys.executable).parent
 SLIDES = ("slide_000", "slide_001", "slide_002")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    for k, v in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@localhost")):
-        env.setdefault(k, v)
-        env.setdefault(k.replace("AUTHOR", "COMMITTER"), v)
-    return env
-
-
-def sh(*cmd: str, cwd: Path) -> str:
-    p = subprocess.run(list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(cmd)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-    return p.stdout + p.stderr
 
 
 def toy_recipe() -> str:
@@ -62,23 +47,15 @@ def _fractions() -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("segws")
-    root = base / "ws"
-    sh(str(BIN / "autoscope"), "init", str(root), cwd=base)
-    (root / "recipes" / "seg_toy.yaml").write_text(toy_recipe())
-    raw = root / "data" / "demo" / "raw" / "synthetic"
-    for i, name in enumerate(SLIDES):
-        make_synthetic_slide(raw / f"{name}.tif", seed=i, width_px=1536, height_px=1024)
-    (raw.parent / "metadata.csv").write_text(
-        "slide,patient\n" + "".join(f"{s},P{s}\n" for s in SLIDES)
-    )
-    out = sh("autoscope", "pipeline", "add", "seg_toy", cwd=root)
-    assert "train@seg_toy (one training run)" in out
-    sh("dvc", "add", "data/demo/raw", cwd=root)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "commit", "-qm", "toy segmentation recipe and slides", cwd=root)
-    sh("dvc", "repro", cwd=root)
-    return root
+    def write_raw(root: Path) -> None:
+        raw = root / "data" / "demo" / "raw" / "synthetic"
+        for i, name in enumerate(SLIDES):
+            make_synthetic_slide(raw / f"{name}.tif", seed=i, width_px=1536, height_px=1024)
+        (raw.parent / "metadata.csv").write_text(
+            "slide,patient\n" + "".join(f"{s},P{s}\n" for s in SLIDES)
+        )
+
+    return pipeline_workspace(tmp_path_factory.mktemp("segws"), "seg_toy", toy_recipe(), write_raw)
 
 
 def test_the_segmentation_demo_runs_through_dvc_repro(ws: Path) -> None:
