@@ -154,13 +154,15 @@ def build_module(
     scheduler: Callable[..., Any] | None,
     class_counts: Sequence[int],
     tta: bool,
+    module: str = "autoscope.models.module:PatchClassifierModule",
 ) -> PatchClassifierModule:
-    """The LightningModule; a loss with a `fit` method (class weights) is fitted to the counts."""
-    from autoscope.models.module import PatchClassifierModule
+    """The LightningModule (`module`, "module:Class"); a loss with a `fit` method (class
+    weights) is fitted to the counts (patches per class, or pixels per class)."""
+    from autoscope.tasks import locate
 
     if hasattr(loss, "fit"):
         loss.fit(list(class_counts))
-    return PatchClassifierModule(
+    return locate(module)(
         model,
         loss=loss,
         optimizer=optimizer,

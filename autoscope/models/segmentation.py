@@ -7,7 +7,7 @@ LightningModule, the spec's extra `output` block and the test report are this fa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +24,12 @@ KIT = TrainKit(
 )
 
 
-def build_module(
-    model: Any,
-    *,
-    loss: Any,
-    optimizer: Callable[..., Any],
-    scheduler: Callable[..., Any] | None,
-    class_counts: Sequence[int],
-    tta: bool,
-) -> Any:
-    """The `SegModule`; a loss with `fit` (balanced class weights) is fitted to pixel counts."""
-    from autoscope.models.seg_module import SegModule
+def build_module(model: Any, **kwargs: Any) -> Any:
+    """`build.build_module` with the `SegModule`; a loss with `fit` (balanced class weights) is
+    fitted to the pixel counts."""
+    from autoscope.models.build import build_module as build
 
-    if hasattr(loss, "fit"):
-        loss.fit(list(class_counts))
-    return SegModule(
-        model,
-        loss=loss,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        num_classes=len(class_counts),
-        tta=bool(tta),
-    )
+    return build(model, **kwargs, module="autoscope.models.seg_module:SegModule")
 
 
 def make_spec(
