@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscope.errors import UserError
-from autoscope.infer.spec import InferSpec
+from autoscope.infer.spec import InferSpec, block_settings
 
 SETTINGS = {  # infer.detect keys (conf/infer/default.yaml) and their defaults
     "tile_px": None,
@@ -63,15 +63,9 @@ class DetSettings:
         """
         from autoscope.models.detection import detect_params
 
-        given = dict(spec.detect or {})
-        unknown = sorted(set(given) - set(SETTINGS))
-        if unknown:
-            raise UserError(
-                f"infer.detect.{unknown[0]}: not a detection setting ({', '.join(SETTINGS)})"
-            )
         model = detect_params(_model_arch(spec))
-        v = {**SETTINGS, "threshold": model.threshold, "nms_um": model.nms_um}
-        v |= {k: x for k, x in given.items() if x is not None}
+        defaults = {**SETTINGS, "threshold": model.threshold, "nms_um": model.nms_um}
+        v = block_settings("infer.detect", spec.detect, defaults, "detection")
         tile = int(v["tile_px"] or spec.patch_px)
         overlap = round(float(v["overlap_um"]) / float(spec.mpp))
         out = cls(

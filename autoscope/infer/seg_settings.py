@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from autoscope.errors import UserError
 from autoscope.infer.seg_stitch import WINDOWS
-from autoscope.infer.spec import InferSpec
+from autoscope.infer.spec import InferSpec, block_settings
 
 AUTO_TILE_PX = (
     256  # tile_px null: at least this (a U-Net trained on small patches runs on larger tiles)
@@ -52,13 +52,7 @@ class SegSettings:
         Raises:
             UserError: an unknown key or a bad value (one line naming `infer.segment.<key>`).
         """
-        given = dict(spec.segment or {})
-        unknown = sorted(set(given) - set(SETTINGS))
-        if unknown:
-            raise UserError(
-                f"infer.segment.{unknown[0]}: not a segmentation setting ({', '.join(SETTINGS)})"
-            )
-        v = {**SETTINGS, **{k: x for k, x in given.items() if x is not None}}
+        v = block_settings("infer.segment", spec.segment, SETTINGS, "segmentation")
         tile = int(v["tile_px"] or max(spec.patch_px, AUTO_TILE_PX))
         out = cls(tile, int(v["overlap_px"]), str(v["window"]), float(v["simplify_um"]),
                   float(v["min_area_um2"]))  # fmt: skip

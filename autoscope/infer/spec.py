@@ -164,6 +164,22 @@ def check_settings(settings: Mapping[str, Any], where: str = "infer") -> None:
         raise UserError(f"{where}.{unknown[0]}: not an inference setting (known: {known})")
 
 
+def block_settings(
+    where: str, given: Mapping[str, Any] | None, defaults: Mapping[str, Any], kind: str
+) -> dict[str, Any]:
+    """A family's settings block (`infer.segment`, `infer.detect`) over its defaults; a null
+    value keeps the default.
+
+    Raises:
+        UserError: an unknown key (one line naming `<where>.<key>` and the known ones).
+    """
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: not a {kind} setting ({', '.join(defaults)})")
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
+
+
 def _typed(values: dict[str, Any]) -> dict[str, Any]:
     """Settings as the spec's types (config gives strings, None, ints)."""
     out = dict(values)
