@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import numpy as np
 
 from autoscope.atomic import atomic_dir
 from autoscope.infer.raster import class_colors, write_png
+from autoscope.infer.writers import slide_record
 from autoscope.portable import portable_path
 
 SUMMARY = "summary.json"
@@ -175,22 +175,9 @@ def summarise(
     idx = found.cells[:, 2].astype(int) if len(found.cells) else np.zeros(0, int)
     per = {c["name"]: int((idx == k).sum()) for k, c in enumerate(classes)}
     area = max(found.tissue_mm2, 1e-12)
-    model = {
-        k: portable_path(v, root) if isinstance(v, str) and os.path.isabs(v) else v
-        for k, v in model_info.items()
-    }
     t = found.timings
     return {
-        "slide": {
-            "name": name,
-            "slide_id": slide_id,
-            "path": portable_path(found.slide_path, root),
-            "width_px": found.level_dimensions[0][0],
-            "height_px": found.level_dimensions[0][1],
-            "level_count": len(found.level_dimensions),
-            "mpp": found.slide_mpp,
-        },
-        "model": model,
+        **slide_record(found, model_info, name, root=root, slide_id=slide_id),
         "task": "cell_detection",
         "tiles": {"total": int(found.tiles)},
         "cells": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ from autoscope.infer.seg_writers import (
     qupath_annotations,
     write_label_tiff,
 )
+from autoscope.infer.writers import slide_record
 from autoscope.portable import portable_path
 
 FILES = {  # the per-slide outputs of a segmentation run
@@ -82,23 +82,10 @@ def write_outputs(
     timings = dict(run.timings)
     timings["write_s"] = time.perf_counter() - t0
     timings["tiles_per_s"] = run.tiles / timings["predict_s"] if timings.get("predict_s") else None
-    model = {
-        k: portable_path(v, root) if isinstance(v, str) and os.path.isabs(v) else v
-        for k, v in spec.model_info.items()
-    }
     total = int(sink.counts.sum())
     summary = {
         "task": spec.task,
-        "slide": {
-            "name": final.name,
-            "slide_id": slide_id,
-            "path": portable_path(run.slide_path, root),
-            "width_px": run.level_dimensions[0][0],
-            "height_px": run.level_dimensions[0][1],
-            "level_count": len(run.level_dimensions),
-            "mpp": run.slide_mpp,
-        },
-        "model": model,
+        **slide_record(run, spec.model_info, final.name, root=root, slide_id=slide_id),
         "tiles": {
             "total": int(run.tiles),
             "tile_px": settings.tile_px,

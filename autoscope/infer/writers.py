@@ -93,6 +93,37 @@ def _json(obj: Any, path: Path) -> None:
     path.write_text(json.dumps(obj, indent=1, default=float))
 
 
+def slide_record(
+    run: Any,
+    model_info: dict[str, Any],
+    name: str,
+    *,
+    root: str | Path | None = None,
+    slide_id: str | None = None,
+) -> dict[str, Any]:
+    """The `slide` and `model` entries every family's summary starts with: no host path (the
+    slide and absolute `model_info` paths relative to `root`, else file names).
+
+    Args:
+        run: what the engine read (`slide_path`, `level_dimensions`, `slide_mpp`).
+    """
+    return {
+        "slide": {
+            "name": name,
+            "slide_id": slide_id,
+            "path": portable_path(run.slide_path, root),
+            "width_px": run.level_dimensions[0][0],
+            "height_px": run.level_dimensions[0][1],
+            "level_count": len(run.level_dimensions),
+            "mpp": run.slide_mpp,
+        },
+        "model": {  # e.g. the model folder: relative to the workspace too
+            k: portable_path(v, root) if isinstance(v, str) and os.path.isabs(v) else v
+            for k, v in model_info.items()
+        },
+    }
+
+
 def summarise(
     pred: Any,
     classes: Sequence[dict[str, Any]],
@@ -119,21 +150,8 @@ def summarise(
     }
     n = int(len(pred.coords))
     t = pred.timings
-    model = {  # e.g. the model folder: relative to the workspace too
-        k: portable_path(v, root) if isinstance(v, str) and os.path.isabs(v) else v
-        for k, v in model_info.items()
-    }
     return {
-        "slide": {
-            "name": name,
-            "slide_id": slide_id,
-            "path": portable_path(pred.slide_path, root),
-            "width_px": pred.level_dimensions[0][0],
-            "height_px": pred.level_dimensions[0][1],
-            "level_count": len(pred.level_dimensions),
-            "mpp": pred.slide_mpp,
-        },
-        "model": model,
+        **slide_record(pred, model_info, name, root=root, slide_id=slide_id),
         "tiles": {"total": n, "per_class": counts, "tile_area_mm2": tile_mm2},
         "areas_mm2": {k: v * tile_mm2 for k, v in counts.items()},
         "tissue_area_mm2": n * tile_mm2,
