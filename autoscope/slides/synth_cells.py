@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from autoscope.atomic import atomic_file, write_text
-from autoscope.slides.synth import SUBSAMPLING, _blob_polygons, _shrink
+from autoscope.slides.synth import _blob_polygons
+from autoscope.slides.synth_pyramid import write_pyramid
 
 CELL_CLASSES = {  # index -> (name, colour of overlays and GeoJSON, nucleus RGB)
     1: ("tumor", "#d62728", (150, 105, 185)),
@@ -185,32 +186,6 @@ def _render(
         ImageFilter.GaussianBlur(0.7)
     )
     return np.asarray(img), inst.astype(np.uint16)
-
-
-def write_pyramid(
-    path: Path,
-    img: np.ndarray,
-    *,
-    mpp: float,
-    tile_px: int = 256,
-    subsampling: str = "420",
-    jpeg_quality: int = 90,
-    with_mpp: bool = True,
-    min_level_px: int = 512,
-) -> None:
-    """Write `img` (level 0, in memory) as a pyramidal tiled JPEG TIFF, levels halving."""
-    import tifffile
-
-    opts: dict = {"tile": (tile_px, tile_px), "photometric": "rgb", "compression": "jpeg"}
-    opts.update(compressionargs={"level": jpeg_quality}, subsampling=SUBSAMPLING[subsampling])
-    if with_mpp:
-        opts.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
-    with atomic_file(path) as tmp, tifffile.TiffWriter(tmp) as tif:
-        tif.write(img, description="AutoSCOPE synthetic cell slide", metadata=None, **opts)
-        level = _shrink(img, 2)
-        while max(level.shape[:2]) >= min_level_px:
-            tif.write(level, subfiletype=1, metadata=None, **opts)
-            level = _shrink(level, 2)
 
 
 def _feature(geom: dict, cls: int, object_type: str = "annotation") -> dict:
