@@ -9,6 +9,7 @@ the demo metadata CSV gives it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ SLIDE_PX = (4096, 3072)  # level-0 size of each synthetic slide
 NO_MPP = "slide_005"  # written without MPP; the metadata CSV supplies it
 N_CELL_SLIDES = 4  # the cell demo's slides: train/val/test by slide (2/1/1)
 CELL_SLIDE_PX = (1536, 1152)  # level-0 size of each synthetic cell slide (0.5 um/px)
+CORRUPT = ("slide_001", "slide_004", "slide_005")  # one region each annotated with the wrong class
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cmu-1-small-region.svs"
 WORKSPACE = Path("workspaces") / "demo"  # the demo's workspace, relative to where make runs
 
@@ -36,7 +38,7 @@ def generate(raw: Path) -> None:
         name = f"slide_{i:03d}"
         path = out / f"{name}.tif"
         if not path.is_file():
-            make_synthetic_slide(
+            made = make_synthetic_slide(
                 path,
                 seed=i,
                 width_px=SLIDE_PX[0],
@@ -44,6 +46,10 @@ def generate(raw: Path) -> None:
                 mpp=0.5,
                 with_mpp=name != NO_MPP,
             )
+            if name in CORRUPT:
+                from autoscope.demo_loop import CORRUPTED, corrupt_region
+
+                corrupt_region(made.geojson_path, raw / CORRUPTED)
         scanner = "GT450" if i % 2 == 0 else "AT2"
         rows.append(
             f"synthetic/{name}.tif,{scanner},patient_{i // 2},{0.5 if name == NO_MPP else ''}"
@@ -116,6 +122,32 @@ def step(*cmd: str) -> None:
         sys.exit(rc)
 
 
+def loop_round(ws: Path) -> None:
+    """Close one round of the loop on the demo: refine's catch, corrections, `dvc repro` again."""
+    from autoscope.demo_loop import CORRUPTED, annotate, check_refine
+    from autoscope.workspace import commit
+
+    rounds = sorted((ws / "outputs/demo/loop/refine/demo_tissue").glob("round_*"))
+    done = ws / "corrections" / "demo_tissue" / rounds[-1].name if rounds else None
+    if done is None or done.is_dir():
+        return  # no queue, or this round's corrections are in already (a re-run of the demo)
+    ds = ws / "data/demo/datasets/demo_tissue"
+    got = check_refine(ds, rounds[-1], ws / "data/demo/raw" / CORRUPTED, ("train", "val"))
+    print(
+        f"\nrefine: the demo mislabels {got['corrupted']} patches on purpose; precision at "
+        f"{got['corrupted']} {got['precision_at_k']:.2f}, recall in the top "
+        f"{2 * got['corrupted']} {got['recall_at_2k']:.2f} ({rounds[-1]})",
+        flush=True,
+    )
+    made = annotate(rounds[-1], done, ws / "data/demo/raw/synthetic", "demo-pathologist")
+    print(f"the demo's pathologist reviewed the queue in QuPath: {made} -> {done}", flush=True)
+    step("dvc", "repro")  # the corrected dataset version: retrained, archived, packaged, re-run
+    if commit(ws, f"demo: loop {rounds[-1].name}"):
+        print(f"\n$ git commit -m 'demo: loop {rounds[-1].name}'", flush=True)
+    lineage = json.loads((ds / "lineage.json").read_text())
+    print(f"dataset demo_tissue now: {lineage['by_kind']} by {lineage['by_author']}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`generate`: only the raw demo data; else `[<dir>]`: the demo workspace, run end to end."""
     argv = sys.argv[1:] if argv is None else argv
@@ -136,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if commit(ws, "demo: dvc repro"):  # the lock, metrics and plots: `dvc exp show`'s baseline
         print("\n$ git commit -m 'demo: dvc repro'  (the workspace's baseline)", flush=True)
+    loop_round(ws)
     step("autoscope", "runs", "list", "demo", "--sort", "val/acc")
     step("autoscope", "models", "list", "demo")
     step("autoscope", "slides", "list", "demo")
@@ -153,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         ("model cards", out / "models"),
         ("bento", out / "package"),
         ("heatmaps, GeoJSON, summaries", _results(out / "infer")),
+        ("review queue, regions to label", out / "loop"),
+        ("corrections (QuPath, by round)", ws / "corrections/demo_tissue"),
     ]:
         print(f"  {what:<30} {where}")
     print("  DVC                            dvc exp show / dvc metrics show / dvc plots show")

@@ -23,19 +23,23 @@ PACKAGE = Path(__file__).resolve().parent
 COMMON = ("atomic.py", "config.py", "project.py", "errors.py", "tasks.py", "stages/app.py")
 CODE: dict[str, tuple[str, ...]] = {  # what each stage runs (package-relative files and folders)
     "ingest": ("slides", "stages/slides.py", "stages/project.py"),
-    "dataset": ("datasets", "slides", "stages/dataset.py"),
+    "dataset": ("datasets", "slides", "loop/corrections.py", "loop/qupath.py", "stages/dataset.py"),
     "train": ("models", "hpo", "datasets/store.py", "stages/train.py", "../hydra_plugins"),
     "archive": ("archive", "infer", "stages/archive.py"),
     "package": ("serve", "infer", "stages/package.py"),
     "infer": ("infer", "slides", "stages/infer.py"),
+    "refine": ("loop", "infer/models.py", "stages/loop.py"),
+    "select": ("loop", "infer", "slides", "stages/loop.py"),
 }
 READS: dict[str, tuple[str, ...]] = {  # the composed config each stage reads
     "ingest": ("project", "slides", "tissue"),
-    "dataset": ("project", "slides", "tissue", "dataset", "seed"),
+    "dataset": ("project", "slides", "tissue", "dataset", "corrections", "seed"),
     "train": ("project", "dataset", "model", "trainer", "logger", "hpo", "seed", "metric"),
     "archive": ("project", "archive", "run", "metric", "metric_mode", "tissue"),
     "package": ("project", "package", "archive"),
     "infer": ("project", "infer", "tissue", "archive"),
+    "refine": ("project", "dataset", "refine", "loop", "seed"),
+    "select": ("project", "dataset", "select", "loop", "tissue", "seed"),
 }
 
 

@@ -22,33 +22,15 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"  # dvc.yaml and the de
 # top-level blocks of a recipe that stages read, tracked as DVC params (each present, maybe `{}`)
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "ingest": ("slides", "tissue"),
-    "dataset": ("dataset",),
+    "dataset": ("dataset", "corrections"),
     "train": ("model", "trainer", "hpo"),
     "archive": ("archive",),
     "package": ("package",),
     "infer": ("infer",),
+    "refine": ("refine", "loop"),
+    "select": ("select",),
 }
-GITIGNORE = """\
-# autoscope workspace: DVC owns data/ and outputs/ of the pipeline (it adds their entries below)
-/outputs/_state/
-/outputs/*/*/jobs/
-/outputs/*/*/multirun/
-/outputs/*/train/runs/
-/outputs/*/serve/
-/outputs/*/hpo/*/.hydra/
-/outputs/*/models/
-/outputs/*/infer/
-/data/*/datasets/.versions/
-/.autoscope/
-__pycache__/
-"""
-DVCIGNORE = """\
-# autoscope workspace: local stores and Hydra job folders are not data
-outputs/_state
-outputs/*/*/jobs
-outputs/*/*/multirun
-outputs/*/train/runs
-"""
+CORRECTIONS = "corrections"  # <workspace>/corrections/<dataset>/round_<N>/: edited QuPath files
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
@@ -96,7 +78,8 @@ def init(root: Path, remote: str | None = None, demo: bool = False) -> list[str]
         _run([_dvc(), "config", "hydra.enabled", "true"], root)  # dvc exp run -S 'model=x'
         _run([_dvc(), "config", "hydra.config_dir", "recipes"], root)
         done.append("DVC repository (autostage on, Hydra composition of recipes/)")
-    for name, text in ((".gitignore", GITIGNORE), (".dvcignore", DVCIGNORE)):
+    for name in (".gitignore", ".dvcignore"):  # templates/gitignore.txt, dvcignore.txt
+        text = (TEMPLATES / f"{name[1:]}.txt").read_text()
         if not (root / name).is_file() or "autoscope" not in (root / name).read_text():
             old = (root / name).read_text() if (root / name).is_file() else ""
             write_text(root / name, text + old)
@@ -179,7 +162,12 @@ def _pipeline_text(recipes: dict[str, dict[str, Any]]) -> str:
         by_project.setdefault(e["project"], {"recipe": name, "raw": e["raw"]})
         keep = {k: e[k] for k in ("project", "dataset", "raw")}
         by_dataset.setdefault(f"{e['project']}-{e['dataset']}", {"recipe": name, **keep})
-    body = {"recipes": recipes, "projects": by_project, "datasets": by_dataset}
+    loop = {  # the loop's stages (refine, select) for patch-label recipes
+        name: {k: e[k] for k in ("project", "dataset", "model")}
+        for name, e in sorted(recipes.items())
+        if e.get("loop")
+    }
+    body = {"recipes": recipes, "projects": by_project, "datasets": by_dataset, "loop": loop}
     return head + yaml.safe_dump(body, sort_keys=True)
 
 
@@ -212,6 +200,7 @@ def _raw_folder(root: Path, sources: list[str], recipe: str) -> str:
 def entry(root: Path, recipe: str) -> dict[str, Any]:
     """The pipeline entry of a workspace recipe: its project, dataset, train command and outputs."""
     from autoscope.config import compose
+    from autoscope.tasks import family
 
     cfg = compose(recipe, [f"paths.workspace={root}"])
     project, dataset = str(cfg.project.name), cfg.dataset.get("name")
@@ -235,6 +224,7 @@ def entry(root: Path, recipe: str) -> dict[str, Any]:
         ),
         "train_dir": sweep_dir if study else f"{out}/train/pipeline/{recipe}",
         "report": f"{out}/pipeline/{recipe}",
+        "loop": family(str(cfg.project.task)) == "classification",
     }
 
 
@@ -270,6 +260,12 @@ def add(root: Path, recipe: str) -> dict[str, Any]:
             )
     recipes[recipe] = e
     write_text(root / PIPELINE, _pipeline_text(recipes))
+    readme = root / CORRECTIONS / e["dataset"] / "README.md"
+    if not readme.is_file():  # the dataset stage's dependency: where corrections come back
+        write_text(
+            readme,
+            (TEMPLATES / "corrections.md").read_text().format(dataset=e["dataset"], recipe=recipe),
+        )
     from autoscope.dvc_hydra import hydra_settings
 
     hydra = hydra_settings(root)

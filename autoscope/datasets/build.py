@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from autoscope.atomic import atomic_dir, sweep_stale
+from autoscope.atomic import atomic_dir, sweep_stale, write_json
 from autoscope.datasets import plan as planning
 from autoscope.datasets.classes import ClassMapper
+from autoscope.datasets.diff import LINEAGE
 from autoscope.datasets.imports import duplicate_images, plan_images
 from autoscope.datasets.report import (
     compute_stats,
@@ -37,6 +39,9 @@ from autoscope.locks import in_stores, store_lock
 from autoscope.portable import portable_path
 from autoscope.project import ProjectSpec, Stores
 from autoscope.slides.registry import load_registry
+
+# the loop's corrections of a finished plan: (plan, registry) -> (corrected plan, lineage or None)
+Amend = Callable[[pd.DataFrame, pd.DataFrame], tuple[pd.DataFrame, dict[str, Any] | None]]
 
 COLUMNS = [
     "patch_id",
@@ -146,15 +151,20 @@ def finish_plan(
     plan["split"] = assign_splits(
         plan, dict(ds.split.fractions), int(ds.split.seed), len(classes), str(ds.split.sized_by)
     )
-    plan["_order"] = plan["split"].map({s: i for i, s in enumerate(SPLITS)})
-    plan = plan.sort_values(["_order", "slide", "y", "x", "patch_id"], kind="mergesort")
-    plan = plan.drop(columns="_order").reset_index(drop=True)
+    plan = in_order(plan)
     levels = {}
     for sid in plan.loc[plan["slide_id"].astype(str) != "", "slide_id"].unique():
         r = registry.set_index("slide_id").loc[sid]
         levels[sid] = pyramid_level(str(r["path"]), float(r["mpp_x"]), mpp)
     plan["pyramid_level"] = plan["slide_id"].map(levels).fillna(-1).astype(np.int64)
     return plan
+
+
+def in_order(plan: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a dataset's stored order: split (train, val, test), slide, y, x, patch id."""
+    plan = plan.assign(_order=plan["split"].map({s: i for i, s in enumerate(SPLITS)}))
+    plan = plan.sort_values(["_order", "slide", "y", "x", "patch_id"], kind="mergesort")
+    return plan.drop(columns="_order").reset_index(drop=True)
 
 
 def portable_sources(sources: pd.Series, workspace: Path) -> pd.Series:
@@ -185,6 +195,7 @@ def build_dataset(
     *,
     detector: Any,
     targets: Targets | None = None,
+    amend: Amend | None = None,
 ) -> dict[str, Any]:
     """Build a dataset into `<stores.data>/datasets/<name>/` and return a summary.
 
@@ -196,6 +207,8 @@ def build_dataset(
             row has no stored tissue mask.
         targets: a dense task's targets (segmentation masks, detection cells): it plans the
             patches and writes its own files beside the shards (None: patch labels only).
+        amend: the loop's corrections: takes the finished plan and the registry, returns the
+            corrected plan and the lineage written as `lineage.json` (None: nothing to amend).
 
     Raises:
         UserError: a bad spec or input; nothing is written then.
@@ -214,6 +227,10 @@ def build_dataset(
     for line in duplicate_note(duplicates):
         print(f"dataset {ds.name}: {line}", flush=True)
     plan = finish_plan(ds, project.class_names, plan, registry)
+    lineage = None
+    if amend is not None:
+        plan, lineage = amend(plan, registry)
+        plan = in_order(plan)
     print(f"dataset {ds.name}: {len(plan)} patches; {split_counts(plan)}")
 
     def lock() -> Any:  # concurrent builds of one dataset publish one after the other
@@ -249,6 +266,8 @@ def build_dataset(
         if targets:
             pictures.update(targets.pictures(tmp, plan, project, ds))
         write_report(tmp, stats, pictures)
+        if lineage:
+            write_json(tmp / LINEAGE, lineage)
     with lock():
         version = dataset_version(final)
         if ds.dvc_add:

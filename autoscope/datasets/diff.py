@@ -18,7 +18,7 @@ def corrections(b_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     lin = json.loads(path.read_text())
-    keep = ("parent", "round", "files", "by_kind", "by_author")
+    keep = ("parent", "round", "files", "queues", "by_kind", "by_author")
     return {k: lin.get(k) for k in keep}
 
 

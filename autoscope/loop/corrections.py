@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,67 @@ def summarise(changes: list[Change]) -> dict[str, Any]:
         "by_kind": {k: int(v) for k, v in kinds.items()},
         "by_author": {k: int(v) for k, v in authors.value_counts().to_dict().items()},
     }
+
+
+def correction_rounds(folder: Path) -> list[list[Path]]:
+    """The edited QuPath files of a corrections folder, one list per round, in round order.
+
+    `round_<N>/` subfolders are rounds (by N); GeoJSON files directly in the folder are one
+    round before them. Other files (a README) are ignored. A missing folder has no rounds.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+
+    def geojson(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.is_file() and p.suffix in (".geojson", ".json"))
+
+    subs = [d for d in folder.iterdir() if d.is_dir() and re.fullmatch(r"round_\d+", d.name)]
+    rounds = [geojson(folder)] + [geojson(d) for d in sorted(subs, key=lambda d: int(d.name[6:]))]
+    return [r for r in rounds if r]
+
+
+def amend_with(
+    folder: Path, name: str, classes: list[str], author: str | None
+) -> Callable[[pd.DataFrame, pd.DataFrame], tuple[pd.DataFrame, dict[str, Any] | None]] | None:
+    """`dataset build`'s hook applying every round of `folder` to the plan (None: no files).
+
+    The dataset keeps its name (dvc.yaml's dataset stage: DVC versions it); its `lineage.json`
+    names the rounds, the files and each change with its author and round.
+    """
+    rounds = correction_rounds(folder)
+    if not rounds:
+        return None
+
+    def amend(plan: pd.DataFrame, registry: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        side = {
+            str(r.slide_id): int(
+                round(int(plan["patch_px"].iloc[0]) * float(plan["mpp"].iloc[0]) / float(r.mpp_x))
+            )
+            for r in registry.itertuples()
+            if r.mpp_x == r.mpp_x
+        }
+        changes: list[dict[str, Any]] = []
+        for n, files in enumerate(rounds, start=1):
+            plan, done = plan_corrections(plan, files, registry, classes, author, side)
+            changes += [{**c, "round": n} for c in changes_table(done)]
+            print(f"dataset {name}: correction round {n}: {len(done)} changes", flush=True)
+        kept = [Change(**{k: v for k, v in c.items() if k != "round"}) for c in changes]
+        rel = [p.relative_to(folder).as_posix() for r in rounds for p in r]
+        queues = {  # the refine / select rounds whose queues the annotators edited
+            f"{b['kind']} round {b['round']}"
+            for b in (read_corrections(p)[0] for r in rounds for p in r)
+            if b.get("kind") and b.get("round")
+        }
+        lineage = {
+            "parent": f"{name} (annotations only)",
+            "parent_version": None,
+            "round": len(rounds),
+            "files": rel,
+            "queues": sorted(queues),
+            **summarise(kept),
+            "corrections": changes,
+        }
+        return plan, lineage
+
+    return amend

@@ -22,7 +22,7 @@ def card_lineage(data_dir: Path | str, dataset_name: str | None) -> dict[str, An
     if not path.is_file():
         return {}
     lin = json.loads(path.read_text())
-    keep = ("parent", "parent_version", "round", "files", "by_kind", "by_author")
+    keep = ("parent", "parent_version", "round", "files", "queues", "by_kind", "by_author")
     ids = [c["patch_id"] for c in lin.get("corrections", [])]
     return {
         "lineage": {

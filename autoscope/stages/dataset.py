@@ -94,7 +94,28 @@ def build(cfg: Any) -> dict:
     project, stores = project_spec(cfg), stores_spec(cfg)
     make_targets = entry(project.task, "targets")  # masks or cells of a dense task
     targets = make_targets() if make_targets else None
-    result = build_dataset(spec, project, stores, detector=detector_from(cfg), targets=targets)
+    amend = None
+    if cfg.dataset.get("corrections"):  # the loop: edited QuPath files applied by round
+        from pathlib import Path
+
+        from autoscope.loop.corrections import amend_with
+        from autoscope.portable import resolve_path
+
+        folder = resolve_path(str(cfg.dataset.corrections), Path(stores.workspace))
+        author = cfg.get("corrections", {}).get("author")
+        amend = amend_with(
+            Path(folder),
+            str(spec.name),
+            project.class_names,
+            None if author is None else str(author),
+        )
+    if amend is not None and make_targets:
+        raise UserError(
+            f"dataset.corrections: a {project.task} dataset takes no patch-label corrections"
+        )
+    result = build_dataset(
+        spec, project, stores, detector=detector_from(cfg), targets=targets, amend=amend
+    )
     print(f"dataset {result['name']} version {result['version']}: {result['dir']}")
     print(f"report: {result['report']}")
     return result

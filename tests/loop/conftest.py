@@ -12,6 +12,7 @@ from autoscope.config import compose
 from autoscope.slides.synth import make_synthetic_slide
 
 SLIDES = 3  # synthetic slides: train / val / test by slide
+CLASSES = ["tumor", "stroma"]  # the demo project's classes (label index = position)
 
 
 @dataclass
@@ -32,6 +33,18 @@ class LoopWorkspace:
             "dataset.split.fractions={train: 0.34, val: 0.33, test: 0.33}",
         ]
         return compose("demo", base + list(overrides), stage=stage)
+
+    def flip(self, n: int = 6) -> list[str]:
+        """Corrupt n non-test labels of the built dataset in place (what a test plants)."""
+        import pandas as pd
+
+        path = self.root / "data/demo/datasets/demo_tissue/manifest.parquet"
+        m = pd.read_parquet(path)
+        rows = m.index[m["split"] != "test"][:: max(1, (m["split"] != "test").sum() // n)][:n]
+        m.loc[rows, "label_idx"] = 1 - m.loc[rows, "label_idx"]
+        m.loc[rows, "label"] = [CLASSES[i] for i in m.loc[rows, "label_idx"]]
+        m.to_parquet(path, index=False)
+        return list(m.loc[rows, "patch_id"])
 
 
 @pytest.fixture(scope="session")

@@ -14,19 +14,6 @@ from autoscope.errors import UserError
 from autoscope.loop.lineage import card_lineage
 from autoscope.stages.loop import correct, refine, select
 
-CLASSES = ["tumor", "stroma"]
-
-
-def _flip(ws, n: int = 6) -> list[str]:
-    """Corrupt n non-test labels of the built dataset in place (what the test plants)."""
-    path = ws.root / "data/demo/datasets/demo_tissue/manifest.parquet"
-    m = pd.read_parquet(path)
-    rows = m.index[m["split"] != "test"][:: max(1, (m["split"] != "test").sum() // n)][:n]
-    m.loc[rows, "label_idx"] = 1 - m.loc[rows, "label_idx"]
-    m.loc[rows, "label"] = [CLASSES[i] for i in m.loc[rows, "label_idx"]]
-    m.to_parquet(path, index=False)
-    return list(m.loc[rows, "patch_id"])
-
 
 def _queue_file(out: Path) -> tuple[Path, dict]:
     files = sorted(p for p in out.glob("*.geojson"))
@@ -36,7 +23,7 @@ def _queue_file(out: Path) -> tuple[Path, dict]:
 
 @pytest.fixture
 def refined(loop_ws):
-    flipped = _flip(loop_ws)
+    flipped = loop_ws.flip()
     result = refine(loop_ws.cfg())
     return loop_ws, flipped, result
 
