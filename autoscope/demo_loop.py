@@ -82,18 +82,19 @@ def check_refine(ds_dir: Path, queue_dir: Path, record: Path, splits: tuple[str,
 
 
 def annotate(queue_dir: Path, out_dir: Path, truth_dir: Path, author: str) -> dict[str, int]:
-    """The demo's pathologist: each queued patch gets its true class; the files go to out_dir.
+    """The demo's pathologist: each queued patch (a suspect or a region to label) gets its true
+    class; the files go to out_dir.
 
     The truth is the synthetic slide's label mask (`<slide>_mask.png` in truth_dir: 1 tumor,
-    2 stroma, 0 background); a queued patch whose true class is the given one is confirmed (kept
-    as it is), one on background is deleted (classed `Ignore*`).
+    2 stroma, 0 background); a suspect whose true class is the given one is confirmed (kept as
+    it is), one on background is deleted (classed `Ignore*`).
     """
     from PIL import Image
     from shapely.geometry import shape
 
     from autoscope.slides.synth import CLASSES
 
-    counts = {"relabel": 0, "confirm": 0, "delete": 0}
+    counts = {"relabel": 0, "confirm": 0, "delete": 0, "label": 0}
     for path in sorted(queue_dir.glob("*.geojson")):
         doc = json.loads(path.read_text())
         mask_path = truth_dir / f"{path.stem}_mask.png"
@@ -106,11 +107,11 @@ def annotate(queue_dir: Path, out_dir: Path, truth_dir: Path, author: str) -> di
             y, x = int(c.y / ds), int(c.x / ds)
             label = int(mask[min(y, mask.shape[0] - 1), min(x, mask.shape[1] - 1)])
             props = feat["properties"]
-            given = props["classification"]["name"]
-            true = CLASSES[label][0] if label in CLASSES else "Ignore*"
+            given = props.get("classification", {}).get("name")  # None: a region to label
+            true, color = CLASSES.get(label, ("Ignore*", [128, 128, 128]))
             kind = "confirm" if true == given else "delete" if label not in CLASSES else "relabel"
-            counts[kind] += 1
-            props["classification"] = {"name": true, "color": props["classification"]["color"]}
+            counts[kind if given or kind == "delete" else "label"] += 1
+            props["classification"] = {"name": true, "color": color}
         doc["author"] = author
         write_json(out_dir / path.name, doc)
     return counts

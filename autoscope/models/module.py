@@ -80,7 +80,9 @@ class PatchClassifierModule(L.LightningModule):
         if augment is None or x.dtype != torch.uint8:
             return x
         with torch.autocast(x.device.type, enabled=False):
-            return augment(x)
+            # dense strides: oneDNN's CPU conv backward crashes (SIGSEGV) on some batches of
+            # the flipped/rotated views' strides (a 35-patch batch on 2 threads, torch 2.x)
+            return augment(x).contiguous()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
