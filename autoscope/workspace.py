@@ -162,12 +162,13 @@ def _pipeline_text(recipes: dict[str, dict[str, Any]]) -> str:
         by_project.setdefault(e["project"], {"recipe": name, "raw": e["raw"]})
         keep = {k: e[k] for k in ("project", "dataset", "raw")}
         by_dataset.setdefault(f"{e['project']}-{e['dataset']}", {"recipe": name, **keep})
-    loop = {  # the loop's stages (refine, select) for patch-label recipes
+    loops = {  # the loop's stages (refine, select) for patch-label recipes ("loops": the
+        # composed recipe's own `loop` block lands in DVC's vars in hydra mode)
         name: {k: e[k] for k in ("project", "dataset", "model")}
         for name, e in sorted(recipes.items())
         if e.get("loop")
     }
-    body = {"recipes": recipes, "projects": by_project, "datasets": by_dataset, "loop": loop}
+    body = {"recipes": recipes, "projects": by_project, "datasets": by_dataset, "loops": loops}
     return head + yaml.safe_dump(body, sort_keys=True)
 
 

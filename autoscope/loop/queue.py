@@ -76,7 +76,14 @@ def write_queue(
     ]
     picture_sheet(out_dir / "sheet.png", images[:sheet_n], titles)
     geo = {}
-    for sid, rows in table.groupby("slide_id", sort=False):
+    if "image" in table:  # an image set: a CSV to fill in (`type: csv` dataset source)
+        labels = table.assign(path=table["image"], label="")[
+            ["path", "label", "suggested", "score"]
+        ]
+        with atomic_file(out_dir / "labels.csv") as tmp:
+            labels.to_csv(tmp, index=False)
+    on_slides = table[table["slide_id"].astype(str) != ""]
+    for sid, rows in on_slides.groupby("slide_id", sort=False):
         s = slides[slides["slide_id"] == sid].iloc[0]
         side0 = int(round(patch_px * mpp / float(s["mpp_x"])))
         info = {
@@ -103,6 +110,7 @@ def write_queue(
         "table": str(out_dir / "queue.csv"),
         "sheet": str(out_dir / "sheet.png"),
         "geojson": geo,
+        **({"labels": str(out_dir / "labels.csv")} if "image" in table else {}),
     }
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -156,6 +156,41 @@ def slide_candidates(
     return pd.concat(frames, ignore_index=True), np.concatenate(pixels)
 
 
+def image_candidates(
+    paths: list[Path], patch_px: int, spec: SelectSpec, taken: set[str]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Unlabelled pre-cut images (an image set, no slide) as candidates, with pixels.
+
+    `taken` holds the images a dataset has already (resolved paths); each image's folder is its
+    group for the per-slide cap. A seeded sample keeps at most `candidates_per_slide` per folder.
+    """
+    from autoscope.datasets.imports import load_image
+
+    rng = np.random.default_rng(spec.seed)
+    todo = [p for p in sorted(paths) if str(p.resolve()) not in taken]
+    by_dir: dict[str, list[Path]] = {}
+    for p in todo:
+        by_dir.setdefault(p.parent.name, []).append(p)
+    keep = []
+    for group in by_dir.values():
+        if len(group) > spec.candidates_per_slide:
+            idx = np.sort(rng.choice(len(group), spec.candidates_per_slide, replace=False))
+            group = [group[i] for i in idx]
+        keep += group
+    print(f"select: {len(keep)} unlabelled images of {len(by_dir)} folder(s)", flush=True)
+    pixels = np.stack([load_image(p, patch_px) for p in keep]) if keep else np.zeros((0,))
+    table = pd.DataFrame(
+        {
+            "slide_id": "",
+            "slide": [p.parent.name for p in keep],
+            "x": 0,
+            "y": 0,
+            "image": [str(p) for p in keep],
+        }
+    )
+    return table, pixels
+
+
 def select(
     cands: pd.DataFrame,
     images: np.ndarray,
@@ -189,9 +224,10 @@ def select(
         suggested = [classes[i] for i in probs[rows].argmax(1)]
         mode = f"{spec.uncertainty}+k_centre"
     c = cands.iloc[rows].reset_index(drop=True)
+    where = c["image"] if "image" in c else c["slide_id"]
     ids = [
         hashlib.sha1(f"select:{a}:{x}:{y}".encode()).hexdigest()[:16]
-        for a, x, y in zip(c["slide_id"], c["x"], c["y"], strict=True)
+        for a, x, y in zip(where, c["x"], c["y"], strict=True)
     ]
     table = c.assign(patch_id=ids, given="", suggested=suggested, score=np.round(score, 4))
     return table, images[rows], {"mode": mode, "candidates": len(cands), "selected": len(table)}

@@ -90,22 +90,36 @@ def select(cfg: Any) -> dict:
     )
     name = cfg.dataset.get("name")
     ds = dataset_dir(stores, name) if name else None
-    taken = read_manifest(ds, ["slide_id", "x", "y"]) if ds and ds.is_dir() else None
+    cols = ["slide_id", "x", "y", "source"]
+    taken = read_manifest(ds, cols) if ds and ds.is_dir() else None
     if taken is None:
         import pandas as pd
 
-        taken = pd.DataFrame(columns=["slide_id", "x", "y"])
-    slides = registry[(registry["status"] == USABLE) & registry["mpp_x"].notna()]
-    if slides.empty:
-        raise UserError("select: no usable registered slides (run `autoscope slides ingest`)")
+        taken = pd.DataFrame(columns=cols)
     mpp, patch_px = (
         float(cfg.dataset.get("mpp") or cfg.project.target_mpp),
         int(cfg.dataset.get("patch_px") or 224),
     )
     model = _model(cfg)
-    cands, pixels = slide_candidates(slides, mpp, patch_px, spec, taken, detector_from(cfg).mask)
-    if cands.empty:
-        raise UserError("select: the registered slides hold no unlabelled tissue")
+    if s.get("images"):  # an image set's unlabelled pre-cut patches instead of slides
+        from autoscope.loop.rounds import image_candidates
+
+        cands, pixels = image_candidates(
+            _image_paths(str(s.images), Path(stores.workspace)),
+            patch_px,
+            spec,
+            _taken_images(taken, Path(stores.workspace)),
+        )
+        if cands.empty:
+            raise UserError(f"select.images: {s.images} holds no unlabelled image")
+    else:
+        slides = registry[(registry["status"] == USABLE) & registry["mpp_x"].notna()]
+        if slides.empty:
+            raise UserError("select: no usable registered slides (run `autoscope slides ingest`)")
+        mask = detector_from(cfg).mask
+        cands, pixels = slide_candidates(slides, mpp, patch_px, spec, taken, mask)
+        if cands.empty:
+            raise UserError("select: the registered slides hold no unlabelled tissue")
     table, images, summary = select(cands, pixels, spec, project.class_names, model)
     out, n = _round_dir(cfg, "select", str(name or "slides"), ds if ds and ds.is_dir() else None)
     result = write_queue(
@@ -120,8 +134,31 @@ def select(cfg: Any) -> dict:
         round_no=n,
         dataset=str(name) if name else None,
     )
-    print(f"regions to annotate: {', '.join(result['geojson'].values())}", flush=True)
+    where = result.get("labels") or ", ".join(result["geojson"].values())
+    print(f"regions to annotate: {where}", flush=True)
     return {**summary, "dir": str(out), "round": n}
+
+
+def _image_paths(pattern: str, workspace: Path) -> list[Path]:
+    """The images `select.images` names: a folder (searched recursively) or a glob."""
+    import glob
+
+    from autoscope.datasets.imports import IMAGE_SUFFIXES
+    from autoscope.portable import resolve_path
+
+    base = resolve_path(pattern, workspace)
+    if base.is_dir():
+        return [p for p in sorted(base.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    found = [Path(p) for p in sorted(glob.glob(str(base), recursive=True))]
+    return [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _taken_images(taken: Any, workspace: Path) -> set[str]:
+    """Resolved paths of the pre-cut images a dataset holds (its image rows' `source`)."""
+    from autoscope.portable import resolve_path
+
+    rows = taken[taken["slide_id"].astype(str) == ""]["source"].dropna()
+    return {str(resolve_path(str(p), workspace).resolve()) for p in rows}
 
 
 def correct(cfg: Any) -> dict:

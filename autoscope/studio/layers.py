@@ -41,7 +41,20 @@ def available(ctx: StudioContext, row: Any) -> list[dict[str, Any]]:
             out.append(
                 {"id": f"geojson:{tag}:{g.name}", "label": f"{g.name} {tag}", "kind": "objects"}
             )
+    for g in loop_queues(ctx, str(row["name"])):  # the loop's review queues, regions to label
+        kind, dataset, rnd = g.parts[-4:-1]
+        what = "review queue" if kind == "refine" else "regions to label"
+        label = f"{what} {dataset} {rnd.replace('_', ' ')}"
+        out.append({"id": f"loop:{kind}/{dataset}/{rnd}", "label": label, "kind": "objects"})
     return out
+
+
+def loop_queues(ctx: StudioContext, slide_name: str) -> list[Path]:
+    """`outputs/<project>/loop/<refine|select>/<dataset>/round_<N>/<slide>.geojson`, in order."""
+    root = ctx.stores.outputs / "loop"
+    found = [*root.glob(f"refine/*/round_*/{slide_name}.geojson")]
+    found += root.glob(f"select/*/round_*/{slide_name}.geojson")
+    return sorted(found, key=lambda g: (g.parts[-4], g.parts[-3], int(g.parts[-2][6:])))
 
 
 def _infer_dir(ctx: StudioContext, row: Any, tag: str) -> Path:
@@ -89,6 +102,11 @@ def object_layer(ctx: StudioContext, row: Any, layer_id: str) -> FeatureLayer:
         if "/" in fname or not src.is_file():
             raise KeyError(layer_id)
         key = layer_id
+    elif layer_id.startswith("loop:"):
+        found = {f"loop:{'/'.join(g.parts[-4:-1])}": g for g in loop_queues(ctx, str(row["name"]))}
+        if layer_id not in found:
+            raise KeyError(layer_id)
+        src, key = found[layer_id], layer_id
     else:
         raise KeyError(layer_id)
     cache_key = (str(row["slide_id"]), key, src.stat().st_mtime_ns)

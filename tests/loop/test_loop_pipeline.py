@@ -62,7 +62,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dvc_repro_runs_the_loop_and_a_correction_round(ws: Path) -> None:
     pipe = yaml.safe_load((ws / "pipeline.yaml").read_text())
-    model = pipe["loop"]["tiny"]["model"]
+    model = pipe["loops"]["tiny"]["model"]
     out = ws / "outputs" / "demo" / "loop"
     refine1 = out / "refine" / "demo_tissue" / "round_1"
     select1 = out / "select" / "demo_tissue" / "round_1"

@@ -145,3 +145,31 @@ def test_select_writes_regions_without_classes(loop_ws) -> None:
     path, doc = _queue_file(Path(out["dir"]))
     assert "classification" not in doc["features"][0]["properties"]
     assert doc["autoscope"]["width"] == 2048 and doc["autoscope"]["kind"] == "select"
+
+
+def test_select_over_an_image_set_writes_a_labels_csv(loop_ws) -> None:
+    from PIL import Image
+
+    from autoscope.datasets.store import open_shards
+
+    shards = open_shards(loop_ws.root / "data/demo/datasets/demo_tissue")
+    pixels = next(iter(shards.values()))
+    tiles = loop_ws.root / "tiles"
+    for i in range(12):
+        folder = tiles / f"case_{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels[i * 5]).save(folder / f"tile_{i:02d}.png")
+    (tiles / "notes.txt").write_text("not an image")
+    out = select(
+        loop_ws.cfg(
+            f"select.images={tiles}", "select.budget=5", "select.per_slide_cap=2", stage="select"
+        )
+    )
+    assert out["selected"] == 5 and out["candidates"] == 12
+    labels = pd.read_csv(Path(out["dir"]) / "labels.csv")
+    assert list(labels.columns[:2]) == ["path", "label"] and labels["label"].isna().all()
+    assert all(Path(p).is_file() for p in labels["path"])  # what a `type: csv` source reads
+    assert pd.Series([Path(p).parent.name for p in labels["path"]]).value_counts().max() <= 2
+    assert not list(Path(out["dir"]).glob("*.geojson"))  # no slide: no QuPath file
+    with pytest.raises(UserError, match="holds no unlabelled image"):
+        select(loop_ws.cfg(f"select.images={tiles}/none", stage="select"))

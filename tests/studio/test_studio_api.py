@@ -230,3 +230,46 @@ def test_project_form_writes_a_recipe_that_composes(client, ctx):
     bad = client.post("/projects/create", data={**data, "name": "x", "classes": "a:red"})
     assert bad.status_code == 400 and "#rrggbb" in bad.json()["detail"]
     path.unlink()
+
+
+def test_loop_queues_are_viewer_overlays(client, ctx):
+    """A review queue and a selection of the loop show on the slide as object overlays."""
+    import pandas as pd
+
+    from autoscope.loop.qupath import queue_collection, write_collection
+
+    row = _slide(ctx)
+    sid, name = row["slide_id"], row["name"]
+    info = {"slide": name, "slide_id": sid, "width": 2048, "height": 1536}
+    rows = pd.DataFrame(
+        {"patch_id": ["a1", "b2"], "x": [256, 1024], "y": [256, 512], "score": [0.9, 0.4]}
+    )
+    classes = ctx.project.class_dicts()
+    root = ctx.stores.outputs / "loop"
+    review = rows.assign(given="tumor", suggested="stroma", p_suggested=[0.95, 0.7])
+    for kind, table, rnd in (("refine", review, 2), ("select", rows, 1)):
+        doc = queue_collection(
+            table,
+            kind="review" if kind == "refine" else "select",
+            slide=info,
+            side_px0=128,
+            classes=classes,
+            round_no=rnd,
+            dataset="ds",
+        )
+        write_collection(root / kind / "ds" / f"round_{rnd}" / f"{name}.geojson", doc)
+    layers = {x["id"]: x for x in client.get(f"/api/slides/{sid}/overlays").json()["layers"]}
+    assert layers["loop:refine/ds/round_2"]["label"] == "review queue ds round 2"
+    assert layers["loop:select/ds/round_1"]["kind"] == "objects"
+    v = client.get(
+        f"/api/slides/{sid}/vectors",
+        params={"layer": "loop:refine/ds/round_2", "x0": 0, "y0": 0, "x1": 2048, "y1": 1536},
+    ).json()
+    names = sorted(f["properties"]["name"] for f in v["features"])
+    assert v["count"] == 2 and names == ["tumor", "tumor"]  # the given label, to review
+    t = client.get(
+        f"/api/slides/{sid}/otiles/8/0_0.png", params={"layer": "loop:select/ds/round_1"}
+    )
+    assert t.status_code == 200
+    bad = client.get(f"/api/slides/{sid}/otiles/8/0_0.png", params={"layer": "loop:../x/round_1"})
+    assert bad.status_code == 404
