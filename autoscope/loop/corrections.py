@@ -225,6 +225,12 @@ def summarise(changes: list[Change]) -> dict[str, Any]:
     }
 
 
+def queues_of(files: list[Path]) -> list[str]:
+    """The refine / select rounds whose queues the files are edits of (`review round 1` ...)."""
+    blocks = (read_corrections(p)[0] for p in files)
+    return sorted({f"{b['kind']} round {b['round']}" for b in blocks if b.get("kind")})
+
+
 def correction_rounds(folder: Path) -> list[list[Path]]:
     """The edited QuPath files of a corrections folder, one list per round, in round order.
 
@@ -270,17 +276,12 @@ def amend_with(
             print(f"dataset {name}: correction round {n}: {len(done)} changes", flush=True)
         kept = [Change(**{k: v for k, v in c.items() if k != "round"}) for c in changes]
         rel = [p.relative_to(folder).as_posix() for r in rounds for p in r]
-        queues = {  # the refine / select rounds whose queues the annotators edited
-            f"{b['kind']} round {b['round']}"
-            for b in (read_corrections(p)[0] for r in rounds for p in r)
-            if b.get("kind") and b.get("round")
-        }
         lineage = {
             "parent": f"{name} (annotations only)",
             "parent_version": None,
             "round": len(rounds),
             "files": rel,
-            "queues": sorted(queues),
+            "queues": queues_of([p for r in rounds for p in r]),
             **summarise(kept),
             "corrections": changes,
         }

@@ -100,3 +100,40 @@ def model_outputs(
     finally:
         hook.remove()
     return np.concatenate(embs).astype(np.float32), np.concatenate(probs).astype(np.float32)
+
+
+def mc_dropout_probs(model: Any, images: np.ndarray, passes: int, batch: int = 256) -> np.ndarray:
+    """Softmax probabilities of `passes` stochastic forward passes (dropout on): [T, N, C].
+
+    Only the dropout layers run in training mode (batch norm keeps its running statistics),
+    with a fixed torch seed, so a selection is repeatable.
+
+    Raises:
+        UserError: the model has no dropout layer with p > 0 (nothing would vary).
+    """
+    import torch
+
+    from autoscope.errors import UserError
+
+    drops = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    if not any(m.p > 0 for m in drops):
+        raise UserError("select.mc_dropout: the model has no dropout layer with p > 0")
+    model.eval()
+    gen = torch.random.fork_rng()
+    out = np.empty((passes, len(images), 0), np.float32)
+    with gen, torch.no_grad():
+        torch.manual_seed(0)
+        for m in drops:
+            m.train()
+        try:
+            runs = []
+            for _ in range(passes):
+                probs = []
+                for s in range(0, len(images), batch):
+                    x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))
+                    probs.append(torch.softmax(model(x).float(), dim=1).numpy())
+                runs.append(np.concatenate(probs))
+            out = np.stack(runs).astype(np.float32)
+        finally:
+            model.eval()
+    return out

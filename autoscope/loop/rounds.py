@@ -36,6 +36,7 @@ class SelectSpec:
     uncertainty: str = "margin"
     pool_factor: float = 4.0
     tta: bool = False
+    mc_dropout: int = 0
     candidates_per_slide: int = 2000
     min_tissue: float = 0.5
     seed: int = 0
@@ -203,6 +204,13 @@ def select(
 
     groups = cands["slide"].to_numpy()
     feats, probs = _features(images, model, spec.tta)
+    samples = None
+    if probs is not None and spec.mc_dropout:
+        from autoscope.loop.features import mc_dropout_probs
+
+        print(f"select: {spec.mc_dropout} MC-dropout passes", flush=True)
+        samples = mc_dropout_probs(model, images, spec.mc_dropout)
+        probs = samples.mean(axis=0)
     if probs is None:
         rows = cold_start(feats, spec.budget, spec.seed, groups, spec.per_slide_cap)
         score = np.zeros(len(rows))
@@ -219,10 +227,12 @@ def select(
             kind=spec.uncertainty,
             groups=groups,
             cap=spec.per_slide_cap,
+            samples=samples,
         )
-        score = uncertainty(probs, spec.uncertainty)[rows]
+        score = uncertainty(probs, spec.uncertainty, samples)[rows]
         suggested = [classes[i] for i in probs[rows].argmax(1)]
-        mode = f"{spec.uncertainty}+k_centre"
+        mc = f"+mc_dropout{spec.mc_dropout}" if samples is not None else ""
+        mode = f"{spec.uncertainty}{mc}+k_centre"
     c = cands.iloc[rows].reset_index(drop=True)
     where = c["image"] if "image" in c else c["slide_id"]
     ids = [

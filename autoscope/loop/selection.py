@@ -5,13 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 
-def uncertainty(probs: np.ndarray, kind: str = "margin") -> np.ndarray:
-    """Per-row uncertainty in [0, 1]: `margin` (1 - (p1 - p2)) or normalised `entropy`."""
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy over the last axis, normalised to [0, 1] by log(classes)."""
+    q = np.clip(p, 1e-12, 1.0)
+    return -(q * np.log(q)).sum(axis=-1) / np.log(max(p.shape[-1], 2))
+
+
+def uncertainty(
+    probs: np.ndarray, kind: str = "margin", samples: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-row uncertainty in [0, 1]: `margin` (1 - (p1 - p2)), normalised `entropy`, or `bald`.
+
+    `bald` is the mutual information between the label and the weights, H(mean p) - mean H(p_t),
+    from MC-dropout `samples` [T, N, C]: high where the passes disagree, not where each pass
+    is merely unsure.
+    """
     if kind == "entropy":
-        p = np.clip(probs, 1e-12, 1.0)
-        return -(p * np.log(p)).sum(axis=1) / np.log(max(probs.shape[1], 2))
+        return _entropy(probs)
+    if kind == "bald":
+        if samples is None:
+            raise ValueError("uncertainty 'bald' needs MC-dropout samples (select.mc_dropout)")
+        return np.clip(_entropy(samples.mean(axis=0)) - _entropy(samples).mean(axis=0), 0, 1)
     if kind != "margin":
-        raise ValueError(f"uncertainty '{kind}': use margin or entropy")
+        raise ValueError(f"uncertainty '{kind}': use margin, entropy or bald")
     top = np.sort(probs, axis=1)[:, ::-1]
     second = top[:, 1] if probs.shape[1] > 1 else np.zeros(len(probs))
     return 1.0 - (top[:, 0] - second)
@@ -94,13 +110,14 @@ def select_uncertain_diverse(
     labelled: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     cap: int | None = None,
+    samples: np.ndarray | None = None,
 ) -> np.ndarray:
     """The `budget` rows to label: k-centre greedy among the `pool_factor x budget` most uncertain.
 
     Uncertainty says where the model hesitates; k-centre greedy spreads the picks over the
     embedding space so a batch is not twenty copies of one hard region.
     """
-    u = uncertainty(probs, kind)
+    u = uncertainty(probs, kind, samples)
     order = np.argsort(-u, kind="stable")
     if labelled is not None and len(labelled):
         order = order[~np.isin(order, labelled)]

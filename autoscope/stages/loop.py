@@ -78,12 +78,18 @@ def select(cfg: Any) -> dict:
     project, stores, registry = _common(cfg)
     s = cfg.select
     cap = None if s.per_slide_cap is None else int(s.per_slide_cap)
+    kinds = ("margin", "entropy", "bald")
+    if str(s.uncertainty) not in kinds:
+        raise UserError(f"select.uncertainty: '{s.uncertainty}' (use {', '.join(kinds)})")
+    if str(s.uncertainty) == "bald" and not s.get("mc_dropout"):
+        raise UserError("select.uncertainty=bald needs select.mc_dropout=<passes> (say 10)")
     spec = SelectSpec(
         int(s.budget),
         cap,
         str(s.uncertainty),
         float(s.pool_factor),
         bool(s.tta),
+        int(s.get("mc_dropout") or 0),
         int(s.candidates_per_slide),
         float(s.min_tissue),
         int(cfg.seed),
@@ -168,6 +174,7 @@ def correct(cfg: Any) -> dict:
         changes_table,
         next_name,
         plan_corrections,
+        queues_of,
         summarise,
     )
     from autoscope.loop.versions import write_version
@@ -214,6 +221,7 @@ def correct(cfg: Any) -> dict:
         "parent_version": dataset_version(parent),
         "round": n,
         "files": [f.name for f in files],
+        "queues": queues_of(files),
         **summarise(changes),
         "corrections": changes_table(changes),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from autoscope.loop.confident import find_label_issues
 from autoscope.loop.corrections import next_name
@@ -46,3 +47,44 @@ def test_cold_start_takes_one_typical_row_per_cluster() -> None:
 def test_next_version_names() -> None:
     assert next_name("demo_tissue") == ("demo_tissue-r1", 1)
     assert next_name("demo_tissue-r1") == ("demo_tissue-r2", 2)
+
+
+def test_bald_ranks_disagreement_above_plain_hesitation() -> None:
+    from autoscope.loop.selection import uncertainty
+
+    agree = np.array([[0.5, 0.5]] * 4)  # every pass unsure the same way
+    split = np.array([[1.0, 0.0], [0.0, 1.0]] * 2)  # the passes contradict each other
+    sure = np.array([[0.99, 0.01]] * 4)
+    samples = np.stack([agree, split, sure], axis=1)  # [T=4, N=3, C=2]
+    bald = uncertainty(samples.mean(0), "bald", samples)
+    assert bald[1] > 0.9 and bald[0] < 0.01 and bald[2] < 0.01
+    assert uncertainty(samples.mean(0), "entropy")[0] > 0.99  # entropy cannot tell 0 from 1
+    with pytest.raises(ValueError, match="needs MC-dropout samples"):
+        uncertainty(samples.mean(0), "bald")
+
+
+def test_mc_dropout_passes_vary_and_repeat() -> None:
+    import torch
+
+    from autoscope.errors import UserError
+    from autoscope.loop.features import mc_dropout_probs
+
+    class Net(torch.nn.Module):
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.drop, self.head = torch.nn.Dropout(p), torch.nn.Linear(3, 2)
+            self.norm = torch.nn.BatchNorm1d(3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.drop(self.norm(x.float().mean(dim=(1, 2)) / 255)))
+
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 3), dtype=np.uint8)
+    net = Net(0.5)
+    a = mc_dropout_probs(net, images, passes=6, batch=4)
+    assert a.shape == (6, 10, 2) and np.allclose(a.sum(-1), 1, atol=1e-5)
+    assert a.std(axis=0).max() > 0.01  # the passes differ
+    assert np.array_equal(a, mc_dropout_probs(net, images, passes=6, batch=4))  # seeded
+    assert not net.training and not net.drop.training  # left in eval mode
+    with pytest.raises(UserError, match="no dropout layer"):
+        mc_dropout_probs(Net(0.0), images, passes=3)
