@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoscope.errors import UserError
@@ -96,8 +97,6 @@ def build(cfg: Any) -> dict:
     targets = make_targets() if make_targets else None
     amend = None
     if cfg.dataset.get("corrections"):  # the loop: edited QuPath files applied by round
-        from pathlib import Path
-
         from autoscope.loop.corrections import amend_with
         from autoscope.portable import resolve_path
 
@@ -190,11 +189,48 @@ def show_view(cfg: Any, flags: list[str]) -> None:
 
 def diff_view(cfg: Any, flags: list[str]) -> None:
     """Patches added/removed and class counts changed between datasets `a` and `b`."""
+    import tempfile
+
     from autoscope.config import stores_spec
     from autoscope.datasets.diff import diff_datasets, format_diff
     from autoscope.datasets.store import dataset_dir
 
     args = _parse("diff", flags, "a", "b")
     stores = stores_spec(cfg)
-    d = diff_datasets(dataset_dir(stores, args.a), dataset_dir(stores, args.b))
+    with tempfile.TemporaryDirectory(prefix="autoscope-diff-") as tmp:
+        a, b = (
+            _at_revision(stores, ref, Path(tmp) / str(i))
+            if "@" in ref
+            else dataset_dir(stores, ref)
+            for i, ref in enumerate((args.a, args.b))
+        )
+        d = diff_datasets(a, b)
+        d["a"], d["b"] = str(args.a), str(args.b)
     print(json.dumps(d, indent=2) if args.json else format_diff(d))
+
+
+def _at_revision(stores: Any, ref: str, out: Any) -> Any:
+    """`<name>@<git rev>`: that version's manifest (and lineage), read from the DVC cache.
+
+    The dataset stage's folder is a DVC output, so every committed version is one `dvc.lock`
+    entry away: `autoscope dataset diff demo demo_tissue@HEAD~1 demo_tissue`.
+    """
+    from dvc.api import open as dvc_open
+    from dvc.exceptions import DvcException
+
+    from autoscope.datasets.diff import LINEAGE
+    from autoscope.datasets.store import MANIFEST, dataset_dir
+
+    name, rev = ref.rsplit("@", 1)
+    rel = dataset_dir(stores, name).resolve().relative_to(Path(stores.workspace).resolve())
+    out.mkdir(parents=True)
+    for fname, needed in ((MANIFEST, True), (LINEAGE, False)):
+        try:
+            with dvc_open(
+                f"{rel.as_posix()}/{fname}", repo=str(stores.workspace), rev=rev, mode="rb"
+            ) as f:
+                (out / fname).write_bytes(f.read())
+        except (DvcException, FileNotFoundError, OSError) as e:
+            if needed:
+                raise UserError(f"dataset diff: {ref}: no {rel} at revision {rev} ({e})") from None
+    return out

@@ -5,11 +5,12 @@ retrain and archive a model whose card names the round and the corrections."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from toy_workspace import pipeline_workspace, sh
+from toy_workspace import env, pipeline_workspace, sh
 
 from autoscope.demo_loop import annotate
 from autoscope.slides.synth import make_synthetic_slide
@@ -76,6 +77,9 @@ def test_dvc_repro_runs_the_loop_and_a_correction_round(ws: Path) -> None:
     deps = [d["path"] for d in lock["stages"]["dataset@demo-demo_tissue"]["deps"]]
     assert "corrections/demo_tissue" in deps
 
+    sh("git", "add", "-A", cwd=ws)
+    sh("git", "commit", "-qm", "loop round 1 queues", cwd=ws)
+
     # the annotator labels the selected regions in QuPath and drops them in round_1/
     done = ws / "corrections" / "demo_tissue" / "round_1"
     counts = annotate(select1, done, ws / "data/demo/raw/synthetic", "dr_sato")
@@ -98,3 +102,17 @@ def test_dvc_repro_runs_the_loop_and_a_correction_round(ws: Path) -> None:
     assert "lineage" not in json.loads((versions[0] / "metadata.json").read_text())
     assert (out / "refine" / "demo_tissue" / "round_2" / "summary.json").is_file()
     assert refine1.is_dir()  # earlier rounds stay (persist)
+
+    # the previous version, from the DVC cache at the last commit, against the corrected one
+    diff = sh("autoscope", "dataset", "diff", "tiny", "demo_tissue@HEAD", "demo_tissue", cwd=ws)
+    added = lineage["by_kind"]["add"]
+    assert f"+{added} added, -0 removed" in diff and "dr_sato" in diff, diff
+    assert "corrections (round 1" in diff
+    bad = subprocess.run(
+        ["autoscope", "dataset", "diff", "tiny", "demo_tissue@nosuchrev", "demo_tissue"],
+        cwd=ws,
+        env=env(),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "at revision nosuchrev" in bad.stderr
