@@ -16,7 +16,17 @@ from autoscope.studio.safety import CSRF_COOKIE, CSRF_FIELD, check_csrf, session
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
-PAGES = ["projects", "slides", "datasets", "experiments", "models", "packages", "inference", "jobs"]
+PAGES = [
+    "projects",
+    "slides",
+    "datasets",
+    "experiments",
+    "models",
+    "packages",
+    "inference",
+    "loop",
+    "jobs",
+]
 
 
 def _rel(studio: Any, path: str) -> str:
@@ -265,6 +275,10 @@ def add_pages(app: FastAPI, studio: Any) -> None:
                 words.append(f"infer.{key}={v}")
         ctx.compose(words)
         return _queued(studio, ["infer", ctx.recipe, *words])
+
+    from autoscope.studio.loop_pages import add_loop_pages
+
+    add_loop_pages(app, studio, _render, _form, _queued)
 
     @app.get("/jobs", response_class=HTMLResponse)
     def jobs(request: Request) -> HTMLResponse:

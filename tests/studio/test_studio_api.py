@@ -31,6 +31,7 @@ def test_every_page_renders(client, ctx):
         "/models",
         "/packages",
         "/inference",
+        "/loop",
         "/jobs",
         f"/viewer/{sid}",
     ):
@@ -273,3 +274,23 @@ def test_loop_queues_are_viewer_overlays(client, ctx):
     assert t.status_code == 200
     bad = client.get(f"/api/slides/{sid}/otiles/8/0_0.png", params={"layer": "loop:../x/round_1"})
     assert bad.status_code == 404
+
+    # the loop page: both rounds, their files, the corrections folder, and forms that queue jobs
+    corr = ctx.stores.workspace / "corrections" / "ds" / "round_1"
+    corr.mkdir(parents=True)
+    (corr / f"{name}.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    page = client.get("/loop").text
+    assert "review queue · ds · round 2" in page and "regions to label · ds · round 1" in page
+    assert f"/viewer/{sid}" in page and f"round 1: {name}.geojson" in page
+    t = token(client)
+    bad = client.post("/loop/select", data={"csrf_token": t, "budget": "lots"})
+    assert bad.status_code == 400 and "select.budget" in bad.json()["detail"]
+    bad = client.post("/loop/refine", data={"csrf_token": t, "model": "ghost"})
+    assert bad.status_code == 400 and "not an archived model" in bad.json()["detail"]
+    r = client.post("/loop/select", follow_redirects=False, data={"csrf_token": t, "budget": "7"})
+    assert r.status_code == 303
+    assert client.get("/api" + r.headers["location"]).json()["words"] == [
+        "select",
+        "demo",
+        "select.budget=7",
+    ]
