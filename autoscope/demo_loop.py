@@ -4,9 +4,9 @@
 (`corrupt_region`, recorded in `data/demo/raw/corrupted.json`). After `dvc repro`, `check_refine`
 measures how many of those patches `autoscope refine` put at the top of its review queue, and
 `annotate` plays the pathologist: it opens the queue's QuPath files, gives each queued patch its
-true class (the synthetic slide's truth mask) and exports them to
-`corrections/<dataset>/round_<N>/`,
-so the next `dvc repro` builds the corrected dataset version, retrains and archives.
+true class (the synthetic slide's truth mask) and exports them to the corrections folder
+(`corrections/<dataset>/round_<N>/`), so the next `dvc repro` builds the corrected dataset
+version, retrains and archives.
 """
 
 from __future__ import annotations

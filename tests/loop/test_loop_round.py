@@ -145,6 +145,12 @@ def test_select_writes_regions_without_classes(loop_ws) -> None:
     path, doc = _queue_file(Path(out["dir"]))
     assert "classification" not in doc["features"][0]["properties"]
     assert doc["autoscope"]["width"] == 2048 and doc["autoscope"]["kind"] == "select"
+    for bad, needle in (
+        (["select.uncertainty=guess"], "use margin, entropy, bald"),
+        (["select.uncertainty=bald"], "needs select.mc_dropout"),
+    ):
+        with pytest.raises(UserError, match=needle):
+            select(loop_ws.cfg(*bad, stage="select"))
 
 
 def test_select_over_an_image_set_writes_a_labels_csv(loop_ws) -> None:
