@@ -225,6 +225,44 @@ def summarise(changes: list[Change]) -> dict[str, Any]:
     }
 
 
+def patch_sides(registry: pd.DataFrame, mpp: float, patch_px: int) -> dict[str, int]:
+    """slide_id -> side of a `patch_px` patch at `mpp` in that slide's level-0 pixels."""
+    from autoscope.slides.units import level0_px
+
+    return {
+        str(r.slide_id): level0_px(float(r.mpp_x), mpp, patch_px)
+        for r in registry.itertuples()
+        if r.mpp_x == r.mpp_x  # a slide without MPP has no footprint
+    }
+
+
+def lineage_record(
+    parent: str,
+    parent_version: str | None,
+    round_no: int,
+    names: list[str],
+    files: list[Path],
+    changes: list[Change],
+    by_round: list[int] | None = None,
+) -> dict[str, Any]:
+    """`lineage.json` of a corrected dataset: parent, round, files, queues, counts, changes.
+
+    `by_round` gives each change's round when one build applies several.
+    """
+    table = changes_table(changes)
+    if by_round is not None:
+        table = [{**c, "round": n} for c, n in zip(table, by_round, strict=True)]
+    return {
+        "parent": parent,
+        "parent_version": parent_version,
+        "round": int(round_no),
+        "files": names,
+        "queues": queues_of(files),
+        **summarise(changes),
+        "corrections": table,
+    }
+
+
 def queues_of(files: list[Path]) -> list[str]:
     """The refine / select rounds whose queues the files are edits of (`review round 1` ...)."""
     blocks = (read_corrections(p)[0] for p in files)
@@ -262,29 +300,17 @@ def amend_with(
         return None
 
     def amend(plan: pd.DataFrame, registry: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-        side = {
-            str(r.slide_id): int(
-                round(int(plan["patch_px"].iloc[0]) * float(plan["mpp"].iloc[0]) / float(r.mpp_x))
-            )
-            for r in registry.itertuples()
-            if r.mpp_x == r.mpp_x
-        }
-        changes: list[dict[str, Any]] = []
+        side = patch_sides(registry, float(plan["mpp"].iloc[0]), int(plan["patch_px"].iloc[0]))
+        changes: list[Change] = []
+        by_round: list[int] = []
         for n, files in enumerate(rounds, start=1):
             plan, done = plan_corrections(plan, files, registry, classes, author, side)
-            changes += [{**c, "round": n} for c in changes_table(done)]
+            changes += done
+            by_round += [n] * len(done)
             print(f"dataset {name}: correction round {n}: {len(done)} changes", flush=True)
-        kept = [Change(**{k: v for k, v in c.items() if k != "round"}) for c in changes]
-        rel = [p.relative_to(folder).as_posix() for r in rounds for p in r]
-        lineage = {
-            "parent": f"{name} (annotations only)",
-            "parent_version": None,
-            "round": len(rounds),
-            "files": rel,
-            "queues": queues_of([p for r in rounds for p in r]),
-            **summarise(kept),
-            "corrections": changes,
-        }
-        return plan, lineage
+        paths = [p for r in rounds for p in r]
+        names = [p.relative_to(folder).as_posix() for p in paths]
+        parent = f"{name} (annotations only)"
+        return plan, lineage_record(parent, None, len(rounds), names, paths, changes, by_round)
 
     return amend

@@ -119,21 +119,18 @@ def mc_dropout_probs(model: Any, images: np.ndarray, passes: int, batch: int = 2
     if not any(m.p > 0 for m in drops):
         raise UserError("select.mc_dropout: the model has no dropout layer with p > 0")
     model.eval()
-    gen = torch.random.fork_rng()
-    out = np.empty((passes, len(images), 0), np.float32)
-    with gen, torch.no_grad():
+    runs = []
+    with torch.random.fork_rng(), torch.no_grad():  # the caller's torch RNG is left as it was
         torch.manual_seed(0)
         for m in drops:
             m.train()
         try:
-            runs = []
             for _ in range(passes):
                 probs = []
                 for s in range(0, len(images), batch):
                     x = torch.from_numpy(np.ascontiguousarray(images[s : s + batch]))
                     probs.append(torch.softmax(model(x).float(), dim=1).numpy())
                 runs.append(np.concatenate(probs))
-            out = np.stack(runs).astype(np.float32)
         finally:
             model.eval()
-    return out
+    return np.stack(runs).astype(np.float32)

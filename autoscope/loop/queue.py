@@ -10,6 +10,7 @@ import pandas as pd
 
 from autoscope.atomic import atomic_file, write_json
 from autoscope.loop.qupath import queue_collection, write_collection
+from autoscope.slides.units import level0_px
 
 TABLE_COLUMNS = ["patch_id", "slide", "x", "y", "given", "suggested", "score"]
 
@@ -85,7 +86,7 @@ def write_queue(
     on_slides = table[table["slide_id"].astype(str) != ""]
     for sid, rows in on_slides.groupby("slide_id", sort=False):
         s = slides[slides["slide_id"] == sid].iloc[0]
-        side0 = int(round(patch_px * mpp / float(s["mpp_x"])))
+        side0 = level0_px(float(s["mpp_x"]), mpp, patch_px)
         info = {
             "slide": str(s["name"]),
             "slide_id": str(sid),

@@ -171,11 +171,10 @@ def correct(cfg: Any) -> dict:
     """Import edited QuPath files as the next version of `cfg.dataset` (lineage recorded)."""
     from autoscope.datasets.store import dataset_dir, dataset_version, read_manifest
     from autoscope.loop.corrections import (
-        changes_table,
+        lineage_record,
         next_name,
+        patch_sides,
         plan_corrections,
-        queues_of,
-        summarise,
     )
     from autoscope.loop.versions import write_version
 
@@ -189,11 +188,7 @@ def correct(cfg: Any) -> dict:
     parent = dataset_dir(stores, cfg.dataset.get("name"))
     m = read_manifest(parent)
     stats = json.loads((parent / "stats.json").read_text())
-    side = {
-        str(r.slide_id): int(round(int(stats["patch_px"]) * float(stats["mpp"]) / float(r.mpp_x)))
-        for r in registry.itertuples()
-        if r.mpp_x == r.mpp_x
-    }
+    side = patch_sides(registry, float(stats["mpp"]), int(stats["patch_px"]))
     author = cfg.corrections.get("author")
     manifest, changes = plan_corrections(
         m, files, registry, project.class_names, None if author is None else str(author), side
@@ -202,11 +197,10 @@ def correct(cfg: Any) -> dict:
         raise UserError(f"{', '.join(map(str, files))}: no corrections (nothing changed)")
     name, n = next_name(parent.name)
     done = parent.parent / name / "lineage.json"
+    version = dataset_version(parent)
     if done.is_file():  # a re-run (say `loop run` after a failed training) reuses the import
         lin = json.loads(done.read_text())
-        if lin.get("parent_version") == dataset_version(parent) and lin.get("files") == [
-            f.name for f in files
-        ]:
+        if lin.get("parent_version") == version and lin.get("files") == [f.name for f in files]:
             print(f"dataset {name}: these corrections are imported already", flush=True)
             return {
                 "name": name,
@@ -216,15 +210,7 @@ def correct(cfg: Any) -> dict:
                 "patches": None,
                 "corrections": sum(lin.get("by_kind", {}).values()),
             }
-    lineage = {
-        "parent": parent.name,
-        "parent_version": dataset_version(parent),
-        "round": n,
-        "files": [f.name for f in files],
-        "queues": queues_of(files),
-        **summarise(changes),
-        "corrections": changes_table(changes),
-    }
+    lineage = lineage_record(parent.name, version, n, [f.name for f in files], files, changes)
     slides = {str(r.slide_id): (str(r.path), float(r.mpp_x)) for r in registry.itertuples()}
     result = write_version(parent, name, manifest, project.class_dicts(), slides, lineage)
     print(
